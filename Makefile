@@ -1,0 +1,41 @@
+# refresh-assets: the commands a user runs. Every target installs what it needs first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DAGSTER_HOME_EMBEDDED := $(CURDIR)/data/dagster_home
+
+.PHONY: install run test test-unit ui lock validate clean
+
+install: $(STAMP)
+
+# The venv is rebuilt from the lock file whenever the lock or pyproject changes.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv==0.13.8
+	$(BIN)/uv pip sync -q --compile-bytecode -p $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+# Regenerate the lock file after changing dependencies in pyproject.toml.
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra test -p 3.11 -o requirements.lock
+
+run: install
+	$(BIN)/refresh-assets --data-dir data/demo demo
+
+test: install
+	$(BIN)/python -m pytest -n 2 --timeout 900 refresh_assets_tests
+
+test-unit: install
+	$(BIN)/python -m pytest -m "not integration" refresh_assets_tests
+
+validate: install
+	DAGSTER_HOME=$(DAGSTER_HOME_EMBEDDED) $(BIN)/dagster definitions validate -w workspace.yaml
+
+ui: install
+	mkdir -p $(DAGSTER_HOME_EMBEDDED)
+	DAGSTER_HOME=$(DAGSTER_HOME_EMBEDDED) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf data/outputs data/registry data/dagster_home data/warehouse

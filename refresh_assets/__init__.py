@@ -1,0 +1,1 @@
+"""refresh-assets: a Dagster code location that keeps a production churn model fresh."""

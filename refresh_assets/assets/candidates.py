@@ -1,0 +1,144 @@
+"""Step 2: one candidate model per algorithm, each an sklearn Pipeline tuned with a time-aware search."""
+
+
+import json
+
+import dagster as dg
+
+from refresh_assets.audit import StepAudit, output_metadata, read_input
+from refresh_assets.assets.dataset import DATASET
+from refresh_assets.config import TrainingConfig
+from refresh_assets.partitions import daily_partitions
+from refresh_assets.resources import ArtifactStore
+
+BASE = ("logreg", "random_forest", "hist_gb")
+MODEL_FILE = "model.skops"
+
+
+def candidate_asset_name(algorithm: str) -> str:
+    return f"candidate_{algorithm}"
+
+
+def _training_frame(out_dir):
+    import pandas as pd
+
+    return pd.read_parquet(out_dir / "train.parquet")
+
+
+def _store_candidate(audit: StepAudit, artifacts: ArtifactStore, tuned, dataset_manifest: dict) -> dg.MaterializeResult:
+    name = candidate_asset_name(tuned.algorithm)
+    summary = {
+        "algorithm": tuned.algorithm,
+        "best_params": tuned.best_params,
+        "cv_score_roc_auc": tuned.cv_score,
+        "cv_scores": tuned.cv_scores,
+        "fit_seconds": tuned.fit_seconds,
+        "n_train": tuned.n_train,
+        "feature_importances": tuned.feature_importances,
+    }
+    with artifacts.store().stage(name, audit.partition_key, audit.run_id) as out, audit.timed("write"):
+        model_sha = out.save_model(MODEL_FILE, tuned.pipeline)
+        out.write_json("summary.json", summary)
+        final = audit.commit(out, {
+            "dataset_hash": dataset_manifest["dataset_hash"],
+            "model_file": MODEL_FILE,
+            "model_sha256": model_sha,
+            **summary,
+        })
+    top = list(tuned.feature_importances.items())[:10]
+    return dg.MaterializeResult(
+        metadata={
+            **output_metadata(final),
+            "algorithm": tuned.algorithm,
+            "best_params": dg.MetadataValue.json(json.loads(json.dumps(tuned.best_params, default=str))),
+            "cv_roc_auc": float(tuned.cv_score),
+            "fit_seconds": float(tuned.fit_seconds),
+            "n_train": int(tuned.n_train),
+            "feature_importances": dg.MetadataValue.md(
+                "| feature | importance |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in top)
+            ),
+            "dataset_hash": dataset_manifest["dataset_hash"],
+            "model_sha256": model_sha,
+        },
+        data_version=dg.DataVersion(model_sha[:16]),
+    )
+
+
+def build_candidate_asset(algorithm: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=candidate_asset_name(algorithm),
+        partitions_def=daily_partitions,
+        deps=[DATASET],
+        group_name="candidates",
+        kinds={"scikitlearn"},
+        description=f"A tuned {algorithm} candidate (Pipeline with preprocessing), trained on D's training rows.",
+    )
+    def _candidate(context: dg.AssetExecutionContext, config: TrainingConfig,
+                   artifacts: ArtifactStore) -> dg.MaterializeResult:
+        from refresh_assets.core import models
+
+        audit = StepAudit(context, candidate_asset_name(algorithm), config)
+        data_dir, data_manifest = read_input(audit, artifacts.store(), DATASET)
+        train = _training_frame(data_dir)
+        numeric, categorical = models.feature_columns(train)
+        audit.log(f"tuning {algorithm}: {len(train)} rows, {len(numeric)} numeric + {len(categorical)} "
+                  f"categorical features, budget {config.tuning_budget}, {config.cv_splits} time-aware folds")
+        with audit.timed("tune"):
+            tuned = models.tune(
+                algorithm, train[numeric + categorical], train["label"].to_numpy(), train["as_of_date"].to_numpy(),
+                n_iter=config.tuning_budget, n_splits=config.cv_splits, seed=config.random_seed,
+                max_rows=config.max_training_rows, log=audit.log,
+            )
+        audit.log(f"{algorithm}: CV ROC AUC {tuned.cv_score:.4f}, best {tuned.best_params}, "
+                  f"fit {tuned.fit_seconds:.1f}s")
+        return _store_candidate(audit, artifacts, tuned, data_manifest)
+
+    return _candidate
+
+
+base_candidates = [build_candidate_asset(a) for a in BASE]
+
+
+@dg.asset(
+    name=candidate_asset_name("ensemble"),
+    partitions_def=daily_partitions,
+    deps=[DATASET, *[candidate_asset_name(a) for a in BASE]],
+    group_name="candidates",
+    kinds={"scikitlearn"},
+    description="Soft-voting ensemble of the tuned base candidates, its voting weights tuned with the same split.",
+)
+def candidate_ensemble(context: dg.AssetExecutionContext, config: TrainingConfig,
+                       artifacts: ArtifactStore) -> dg.MaterializeResult:
+    from refresh_assets.core import models
+    from refresh_assets.core.artifacts import load_model
+
+    audit = StepAudit(context, candidate_asset_name("ensemble"), config)
+    store = artifacts.store()
+    data_dir, data_manifest = read_input(audit, store, DATASET)
+    bases = {}
+    for algorithm in BASE:
+        out_dir = store.current(candidate_asset_name(algorithm), audit.partition_key)
+        if out_dir is None:
+            audit.log(f"ensemble: no {algorithm} candidate for this partition, left out", "warning")
+            continue
+        manifest = store.read_manifest(out_dir)
+        if manifest.get("dataset_hash") != data_manifest["dataset_hash"]:
+            audit.log(f"ensemble: {algorithm} was trained on another dataset version, left out", "warning")
+            continue
+        audit.record_input(candidate_asset_name(algorithm), out_dir, manifest)
+        bases[algorithm] = load_model(out_dir / MODEL_FILE, manifest["model_sha256"])
+    if len(bases) < 2:
+        raise RuntimeError(f"the ensemble needs at least 2 base candidates for this dataset, found {sorted(bases)}")
+    train = _training_frame(data_dir)
+    numeric, categorical = models.feature_columns(train)
+    with audit.timed("tune"):
+        tuned = models.tune_ensemble(
+            bases, train[numeric + categorical], train["label"].to_numpy(), train["as_of_date"].to_numpy(),
+            n_iter=config.tuning_budget, n_splits=config.cv_splits, seed=config.random_seed,
+            max_rows=config.max_training_rows, log=audit.log,
+        )
+    audit.log(f"ensemble of {sorted(bases)}: CV ROC AUC {tuned.cv_score:.4f}, weights {tuned.best_params}")
+    return _store_candidate(audit, artifacts, tuned, data_manifest)
+
+
+candidate_assets = [*base_candidates, candidate_ensemble]

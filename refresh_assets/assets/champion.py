@@ -1,0 +1,85 @@
+"""Step 4: the champion in force after D's decision; a promotion updates the registry atomically."""
+
+
+from pathlib import Path
+
+import dagster as dg
+
+from refresh_assets.assets.comparison import COMPARISON, DECISION_FILE
+from refresh_assets.audit import StepAudit, output_metadata, read_input
+from refresh_assets.partitions import daily_partitions
+from refresh_assets.resources import ArtifactStore, Registry
+
+CHAMPION = "champion_model"
+
+
+@dg.asset(
+    name=CHAMPION,
+    partitions_def=daily_partitions,
+    deps=[COMPARISON],
+    group_name="refresh",
+    kinds={"duckdb"},
+    description=(
+        "The champion in force after D's decision. Always materialized: metadata says promoted true/false, the "
+        "version and why; its data version changes only on a promotion."
+    ),
+)
+def champion_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
+                   registry: Registry) -> dg.MaterializeResult:
+    audit = StepAudit(context, CHAMPION)
+    store = artifacts.store()
+    comparison_dir, _ = read_input(audit, store, COMPARISON)
+    import json
+
+    record = json.loads((comparison_dir / DECISION_FILE).read_text())
+    models = registry.registry()
+    before = models.current_champion()
+    promoted = False
+    if record["promote"]:
+        winner = record["challenger_output"]
+        if before is not None and before.model_sha256 == winner["model_sha256"] \
+                and before.partition_key == audit.partition_key:
+            # A re-executed step after a promotion that already landed: do not promote the same model twice.
+            audit.log(f"v{before.version} is already this partition's promoted model; nothing to do")
+            champion = before
+            promoted = True
+        else:
+            with audit.timed("promote"):
+                champion = models.promote(
+                    Path(winner["output_dir"]) / "model.skops",
+                    algorithm=record["challenger"],
+                    partition_key=audit.partition_key,
+                    metrics=record["metrics"][record["challenger"]],
+                    dataset_hash=record["dataset_hash"],
+                    run_id=audit.run_id,
+                    reason=record["decision"]["reason"],
+                )
+            promoted = True
+            audit.log(f"promoted {champion.algorithm} as v{champion.version}: {record['decision']['reason']}")
+    else:
+        champion = before
+        audit.log(f"kept v{before.version} ({before.algorithm}): {record['decision']['reason']}")
+    summary = {
+        "promoted": promoted,
+        "version": champion.version,
+        "algorithm": champion.algorithm,
+        "previous_version": before.version if before is not None and before.version != champion.version else None,
+        "champion_partition": champion.partition_key,
+        "model_sha256": champion.model_sha256,
+        "reason": record["decision"]["reason"],
+    }
+    with store.stage(CHAMPION, audit.partition_key, audit.run_id) as out:
+        out.write_json("champion.json", summary)
+        final = audit.commit(out, summary)
+    return dg.MaterializeResult(
+        metadata={
+            **output_metadata(final),
+            "promoted": promoted,
+            "version": champion.version,
+            "previous_version": summary["previous_version"] if summary["previous_version"] is not None else -1,
+            "algorithm": champion.algorithm,
+            "reason": summary["reason"],
+            "model_sha256": champion.model_sha256,
+        },
+        data_version=dg.DataVersion(f"champion-v{champion.version}"),
+    )

@@ -1,0 +1,130 @@
+"""Step 3: score every candidate and the current champion on the same out-of-time holdout and decide."""
+
+
+import dagster as dg
+
+from refresh_assets.assets.candidates import MODEL_FILE, candidate_asset_name
+from refresh_assets.assets.dataset import DATASET
+from refresh_assets.audit import StepAudit, output_metadata, read_input
+from refresh_assets.config import ComparisonConfig
+from refresh_assets.partitions import daily_partitions
+from refresh_assets.resources import ArtifactStore, Registry
+
+COMPARISON = "model_comparison"
+DECISION_FILE = "decision.json"
+
+
+def champion_label(version: int) -> str:
+    return f"champion_v{version}"
+
+
+@dg.asset(
+    name=COMPARISON,
+    partitions_def=daily_partitions,
+    deps=[DATASET, *[candidate_asset_name(a) for a in ("logreg", "random_forest", "hist_gb", "ensemble")]],
+    group_name="refresh",
+    kinds={"scikitlearn"},
+    description="Every candidate and the current champion on the same holdout; paired bootstrap; the decision.",
+)
+def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig, artifacts: ArtifactStore,
+                     registry: Registry) -> dg.MaterializeResult:
+    import pandas as pd
+
+    from refresh_assets.core import evaluate, report
+    from refresh_assets.core.artifacts import load_model
+    from refresh_assets.core.scoring import predict_scores
+
+    audit = StepAudit(context, COMPARISON, config)
+    store = artifacts.store()
+    data_dir, data_manifest = read_input(audit, store, DATASET)
+    holdout = pd.read_parquet(data_dir / "holdout.parquet")
+    y = holdout["label"].to_numpy()
+    audit.log(f"holdout: {len(holdout)} rows, label rate {y.mean():.4f}")
+
+    predictions: dict[str, object] = {}
+    challengers: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    with audit.timed("score_candidates"):
+        for algorithm in [a.value if hasattr(a, "value") else a for a in config.algorithms]:
+            name = candidate_asset_name(algorithm)
+            out_dir = store.current(name, audit.partition_key)
+            if out_dir is None:
+                skipped[algorithm] = "not materialized for this partition"
+                continue
+            manifest = store.read_manifest(out_dir)
+            if manifest.get("dataset_hash") != data_manifest["dataset_hash"]:
+                skipped[algorithm] = "trained on another version of this partition's dataset"
+                continue
+            audit.record_input(name, out_dir, manifest)
+            model = load_model(out_dir / MODEL_FILE, manifest["model_sha256"])
+            predictions[algorithm] = predict_scores(model, holdout)
+            challengers[algorithm] = {"output_dir": str(out_dir), "model_sha256": manifest["model_sha256"],
+                                      "cv_score_roc_auc": manifest.get("cv_score_roc_auc"),
+                                      "best_params": manifest.get("best_params")}
+    for algorithm, why in skipped.items():
+        audit.log(f"candidate {algorithm} left out: {why}", "warning")
+    if not predictions:
+        raise RuntimeError(f"no candidate to compare for {audit.partition_key}: {skipped}")
+
+    champion = registry.registry().current_champion()
+    champion_name = None
+    if champion is not None:
+        champion_name = champion_label(champion.version)
+        with audit.timed("score_champion"):
+            predictions[champion_name] = predict_scores(registry.registry().load_model(champion.version), holdout)
+        audit.log(f"current champion: v{champion.version} ({champion.algorithm}, from {champion.partition_key})")
+    else:
+        audit.log("no champion yet: the best challenger will be promoted")
+
+    with audit.timed("evaluate"):
+        metrics = {name: evaluate.classification_metrics(y, p, top_k=config.top_k_share)
+                   for name, p in predictions.items()}
+        decision = evaluate.decide(
+            y, predictions, champion_name, min_improvement=config.min_improvement,
+            n_boot=config.bootstrap_samples, alpha=1 - config.confidence, seed=config.random_seed,
+        )
+        table = evaluate.comparison_table(metrics, champion_name)
+        markdown = evaluate.comparison_markdown(table, decision)
+    audit.log(decision.reason)
+
+    winner = challengers[decision.challenger] if decision.challenger in challengers else None
+    decision_record = {
+        "partition": audit.partition_key,
+        "decision": decision.to_dict(),
+        "promote": bool(decision.promote),
+        "challenger": decision.challenger,
+        "challenger_output": winner,
+        "champion_version": champion.version if champion else None,
+        "champion_model_sha256": champion.model_sha256 if champion else None,
+        "metrics": metrics,
+        "skipped_candidates": skipped,
+        "dataset_hash": data_manifest["dataset_hash"],
+    }
+    with store.stage(COMPARISON, audit.partition_key, audit.run_id) as out, audit.timed("write"):
+        out.write_json(DECISION_FILE, decision_record)
+        out.write_text("report.md", markdown)
+        table.to_csv(out.path / "metrics.csv")
+        out.add_file("metrics.csv")
+        scored = holdout[["entity_id", "as_of_date", "label"]].copy()
+        for name, p in predictions.items():
+            scored[f"score_{name}"] = p
+        out.write_parquet("holdout_scores.parquet", scored)
+        report.write_comparison_html(out.path / "report.html", y, predictions, markdown,
+                                     title=f"Model comparison for {audit.partition_key}")
+        out.add_file("report.html")
+        final = audit.commit(out, {"decision": decision_record["decision"], "promote": decision_record["promote"]})
+    boot = decision.bootstrap
+    return dg.MaterializeResult(
+        metadata={
+            **output_metadata(final),
+            "report": dg.MetadataValue.md(markdown),
+            "report_html": dg.MetadataValue.path(str(final / "report.html")),
+            "decision": "promote" if decision.promote else "keep",
+            "promote": bool(decision.promote),
+            "best_challenger": decision.challenger or "",
+            "champion_version": champion.version if champion else -1,
+            "reason": decision.reason,
+            "improvement_ci_lower": float(boot.lower) if boot else float("nan"),
+            "improvement_ci_upper": float(boot.upper) if boot else float("nan"),
+        },
+    )

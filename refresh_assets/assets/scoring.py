@@ -1,0 +1,99 @@
+"""Propagation: test a new champion against the previous one on D's batch, then score D's population."""
+
+
+import json
+
+import dagster as dg
+
+from refresh_assets.assets.champion import CHAMPION
+from refresh_assets.assets.dataset import DATASET
+from refresh_assets.audit import StepAudit, output_metadata, read_input
+from refresh_assets.config import ScoringConfig
+from refresh_assets.partitions import daily_partitions
+from refresh_assets.resources import ArtifactStore, Registry
+
+SHADOW = "champion_shadow_test"
+SCORES = "production_scores"
+
+
+@dg.asset(
+    name=SHADOW,
+    partitions_def=daily_partitions,
+    deps=[DATASET, CHAMPION],
+    group_name="propagation",
+    description="Scores D's batch with the previous and the new champion and records how they differ.",
+)
+def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfig, artifacts: ArtifactStore,
+                         registry: Registry) -> dg.MaterializeResult:
+    import pandas as pd
+
+    from refresh_assets.core.scoring import compare_scores, predict_scores
+
+    audit = StepAudit(context, SHADOW, config)
+    store = artifacts.store()
+    data_dir, _ = read_input(audit, store, DATASET)
+    champ_dir, _ = read_input(audit, store, CHAMPION)
+    champion = json.loads((champ_dir / "champion.json").read_text())
+    batch = pd.read_parquet(data_dir / "scoring.parquet")
+    models = registry.registry()
+    new_scores = predict_scores(models.load_model(champion["version"]), batch)
+    previous = champion.get("previous_version")
+    if previous is None:
+        comparison = {"previous_version": None, "new_version": champion["version"], "rows": int(len(batch)),
+                      "note": "no previous champion: nothing to compare against"}
+        audit.log(f"v{champion['version']} is the first champion: no shadow comparison")
+    else:
+        old_scores = predict_scores(models.load_model(previous), batch)
+        comparison = {"previous_version": previous, "new_version": champion["version"],
+                      **compare_scores(old_scores, new_scores, config.top_k_share)}
+        audit.log(
+            f"v{previous} -> v{champion['version']} on {len(batch)} rows: rank correlation "
+            f"{comparison['spearman_rank_correlation']:.3f}, top-{config.top_k_share:.0%} overlap "
+            f"{comparison['top_k_overlap']:.3f}, mean score shift {comparison['mean_score_shift']:+.4f}"
+        )
+    with store.stage(SHADOW, audit.partition_key, audit.run_id) as out:
+        out.write_json("shadow_test.json", comparison)
+        final = audit.commit(out, {"shadow_test": comparison})
+    meta = {k: v for k, v in comparison.items() if isinstance(v, (int, float, str)) and v is not None}
+    return dg.MaterializeResult(metadata={**output_metadata(final), **meta})
+
+
+@dg.asset(
+    name=SCORES,
+    partitions_def=daily_partitions,
+    deps=[DATASET, CHAMPION],
+    group_name="propagation",
+    kinds={"parquet"},
+    description="Churn scores of D's scoring population with the champion in force (risk rank, top-k flag).",
+)
+def production_scores(context: dg.AssetExecutionContext, config: ScoringConfig, artifacts: ArtifactStore,
+                      registry: Registry) -> dg.MaterializeResult:
+    import pandas as pd
+
+    from refresh_assets.core.scoring import score_batch
+
+    audit = StepAudit(context, SCORES, config)
+    store = artifacts.store()
+    data_dir, _ = read_input(audit, store, DATASET)
+    models = registry.registry()
+    champion = models.current_champion()
+    if champion is None:
+        raise RuntimeError("no champion yet: run refresh_job for a partition first")
+    batch = pd.read_parquet(data_dir / "scoring.parquet")
+    with audit.timed("score"):
+        scores = score_batch(models.load_model(champion.version), batch, config.top_k_share, champion.version)
+    audit.log(f"scored {len(scores)} players with champion v{champion.version} ({champion.algorithm}); "
+              f"mean score {scores['churn_score'].mean():.4f}, {int(scores['top_k'].sum())} flagged")
+    with store.stage(SCORES, audit.partition_key, audit.run_id) as out, audit.timed("write"):
+        out.write_parquet("scores.parquet", scores)
+        final = audit.commit(out, {"champion_version": champion.version, "champion_sha256": champion.model_sha256,
+                                   "rows": int(len(scores))})
+    return dg.MaterializeResult(
+        metadata={
+            **output_metadata(final),
+            "rows": int(len(scores)),
+            "champion_version": champion.version,
+            "mean_score": float(scores["churn_score"].mean()),
+            "flagged": int(scores["top_k"].sum()),
+        }
+    )

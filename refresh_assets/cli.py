@@ -1,0 +1,293 @@
+"""`refresh-assets`: the refresh from the shell (simulate, refresh, champion, rollback, demo).
+
+Everything runs on the embedded instance (SQLite under $DAGSTER_HOME, default data/dagster_home), so the
+runs show up in `make ui` afterwards. Paths come from REFRESH_ASSETS_DATA_DIR (default: data/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from refresh_assets import settings
+
+DEMO_PARTITIONS_BACK = (7, 0)  # the demo refreshes the two last weekly dates of the simulated window
+
+
+def _set_data_dir(path: str | None) -> Path:
+    if path:
+        os.environ["REFRESH_ASSETS_DATA_DIR"] = str(Path(path).resolve())
+    return settings.data_dir()
+
+
+def _instance():
+    from refresh_assets.local_runs import embedded_instance
+
+    home = os.environ.get("DAGSTER_HOME") or str(settings.data_dir() / "dagster_home")
+    return embedded_instance(Path(home))
+
+
+# ---------------------------------------------------------------- run config from --set key=value
+
+
+def _parse_value(raw: str):
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if raw.lower() in ("", "none", "null"):
+        return None
+    return raw
+
+
+def run_config_from_sets(pairs: list[str]) -> tuple[dict, list[str] | None]:
+    """Turn ``key=value`` pairs into refresh_job run config; every op whose Config has the key gets it.
+
+    ``algorithms=a,b`` also narrows which candidate assets are trained. Returns (run_config, algorithms).
+    """
+    from refresh_assets.config import OP_CONFIGS, ConfigError
+
+    ops: dict[str, dict] = {}
+    algorithms = None
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set takes key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        key = key.strip()
+        value = [a.strip() for a in raw.split(",") if a.strip()] if key == "algorithms" else _parse_value(raw)
+        targets = [op for op, cls in OP_CONFIGS.items() if key in cls.model_fields]
+        if not targets:
+            known = sorted({f for cls in OP_CONFIGS.values() for f in cls.model_fields})
+            raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(known)}")
+        for op in targets:
+            ops.setdefault(op, {"config": {}})["config"][key] = value
+        if key == "algorithms":
+            algorithms = value
+    return ({"ops": ops} if ops else {}), algorithms
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def _fmt(value, digits=4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def partition_summary(partition: str) -> str:
+    from refresh_assets.core.artifacts import OutputStore
+
+    store = OutputStore(settings.data_dir() / "outputs")
+    lines = [f"== refresh {partition} =="]
+    data_dir = store.current("training_dataset", partition)
+    if data_dir is not None:
+        stats = store.read_manifest(data_dir)["stats"]
+        lines.append("dataset: " + ", ".join(
+            f"{name} {s['rows']} rows" + (f" (label rate {s['label_rate']:.3f})" if s.get("label_rate") is not None else "")
+            for name, s in stats.items()))
+    comp_dir = store.current("model_comparison", partition)
+    if comp_dir is None:
+        lines.append("no comparison for this partition")
+        return "\n".join(lines)
+    record = json.loads((comp_dir / "decision.json").read_text())
+    cols = ["roc_auc", "pr_auc", "log_loss", "brier", "precision_at_top_k", "recall_at_top_k",
+            "calibration_slope", "calibration_intercept"]
+    header = f"{'model':<18}" + "".join(f"{c:>{max(10, len(c) + 2)}}" for c in cols)
+    lines.append(header)
+    for name, metrics in record["metrics"].items():
+        lines.append(f"{name:<18}" + "".join(f"{_fmt(metrics.get(c)):>{max(10, len(c) + 2)}}" for c in cols))
+    boot = record["decision"].get("bootstrap") or {}
+    if boot:
+        lines.append(f"challenger - champion ROC AUC: {boot.get('observed_diff', 0):+.4f} "
+                     f"[{boot.get('lower', 0):+.4f}, {boot.get('upper', 0):+.4f}]")
+    lines.append(f"decision: {'PROMOTE' if record['promote'] else 'KEEP'} - {record['decision']['reason']}")
+    champ_dir = store.current("champion_model", partition)
+    if champ_dir is not None:
+        champ = json.loads((champ_dir / "champion.json").read_text())
+        lines.append(f"champion: v{champ['version']} ({champ['algorithm']}), promoted={champ['promoted']}")
+    shadow_dir = store.current("champion_shadow_test", partition)
+    scores_dir = store.current("production_scores", partition)
+    if shadow_dir is not None and record["promote"]:
+        shadow = json.loads((shadow_dir / "shadow_test.json").read_text())
+        if shadow.get("previous_version") is None:
+            lines.append("propagation: shadow test - first champion, nothing to compare")
+        else:
+            lines.append(f"propagation: shadow test v{shadow['previous_version']} -> v{shadow['new_version']}: "
+                         f"rank corr {shadow['spearman_rank_correlation']:.3f}, "
+                         f"top-k overlap {shadow['top_k_overlap']:.3f}")
+    if scores_dir is not None:
+        manifest = store.read_manifest(scores_dir)
+        lines.append(f"production_scores: {manifest['rows']} rows scored with v{manifest['champion_version']}")
+    return "\n".join(lines)
+
+
+def champion_report(as_json: bool) -> str:
+    from refresh_assets.core.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.data_dir() / "registry")
+    champion = registry.current_champion()
+    versions = registry.versions()
+    events = registry.events()
+    if as_json:
+        def row(obj):
+            d = dict(obj.__dict__)
+            return {k: (v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v) for k, v in d.items()}
+        return json.dumps({"champion": row(champion) if champion else None,
+                           "versions": [row(v) for v in versions], "events": [row(e) for e in events]},
+                          indent=2, default=str)
+    if champion is None:
+        return "no champion yet"
+    lines = [f"champion: v{champion.version} {champion.algorithm} (from partition {champion.partition_key}, "
+             f"ROC AUC {champion.metrics.get('roc_auc', float('nan')):.4f})", "", "history:"]
+    for e in events:
+        lines.append(f"  {e.at:%Y-%m-%d %H:%M:%S}  {e.action:<8} v{e.version:<3} partition {e.partition_key or '-'}"
+                     f"  run {e.run_id[:8]}  {e.reason}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_simulate(args) -> int:
+    from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
+
+    cfg = SimulationConfig(
+        n_players=args.players, days=args.days, start_date=dt.date.fromisoformat(args.start), seed=args.seed,
+        drift_date=dt.date.fromisoformat(args.drift_date) if args.drift_date else None,
+        concept_drift=args.concept_drift, covariate_drift=args.covariate_drift,
+    )
+    cfg.validate()
+    out = Path(args.out) if args.out else settings.warehouse_path()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = simulate_to_duckdb(cfg, out)
+    print(json.dumps({**summary, "path": str(out)}, indent=2, default=str))
+    return 0
+
+
+def cmd_refresh(args) -> int:
+    from refresh_assets.config import preflight
+    from refresh_assets.definitions import defs
+    from refresh_assets.local_runs import run_refresh
+
+    run_config, _algorithms = run_config_from_sets(args.set or [])
+    preflight(run_config, args.partition)
+    outcome = run_refresh(defs, _instance(), args.partition, run_config, raise_on_error=False)
+    print(partition_summary(args.partition))
+    print(f"run {outcome.run_id}: {'success' if outcome.success else 'FAILED'}")
+    for partition, run_id, ok in outcome.propagation_runs:
+        print(f"propagation {partition} run {run_id}: {'success' if ok else 'FAILED'}")
+    return 0 if outcome.success and all(ok for *_, ok in outcome.propagation_runs) else 1
+
+
+def cmd_champion(args) -> int:
+    print(champion_report(args.json))
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    from refresh_assets.core.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.data_dir() / "registry")
+    version = registry.rollback(args.version, run_id=f"cli-rollback-{int(time.time())}", reason=args.reason)
+    print(f"champion is now v{version.version} ({version.algorithm}, from partition {version.partition_key})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Simulate (if absent), refresh the last two weekly dates, chain propagation, print the summary."""
+    from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
+
+    data = settings.data_dir()
+    for sub in ("outputs", "registry", "dagster_home"):
+        if args.reset and (data / sub).exists():
+            shutil.rmtree(data / sub)
+    cfg = SimulationConfig()
+    warehouse = settings.warehouse_path()
+    if not warehouse.exists():
+        print(f"simulating {cfg.n_players} players x {cfg.days} days into {warehouse} ...", flush=True)
+        warehouse.parent.mkdir(parents=True, exist_ok=True)
+        summary = simulate_to_duckdb(cfg, warehouse)
+        print(f"  {summary['session_rows']} session rows, {summary['purchase_rows']} purchases "
+              f"in {summary['seconds']:.1f}s", flush=True)
+    from refresh_assets.definitions import defs
+    from refresh_assets.local_runs import run_refresh
+
+    os.environ["DAGSTER_HOME"] = str(data / "dagster_home")  # the demo never touches another instance
+    instance = _instance()
+    last = cfg.end_date()
+    partitions = [str(last - dt.timedelta(days=back)) for back in DEMO_PARTITIONS_BACK]
+    ok = True
+    for partition in partitions:
+        print(f"refreshing {partition} ...", flush=True)
+        t0 = time.perf_counter()
+        outcome = run_refresh(defs, instance, partition, raise_on_error=False)
+        ok &= outcome.success and all(s for *_, s in outcome.propagation_runs)
+        print(partition_summary(partition))
+        print(f"(refresh run {outcome.run_id[:8]} {'ok' if outcome.success else 'FAILED'} in "
+              f"{time.perf_counter() - t0:.0f}s; propagation runs requested by promotion_sensor: "
+              f"{len(outcome.propagation_runs)})\n", flush=True)
+    print(champion_report(False))
+    print(f"\noutputs and manifests under {data / 'outputs'}; browse the runs with `make ui`")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="refresh-assets", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="runtime data folder (default: $REFRESH_ASSETS_DATA_DIR or ./data)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="write a simulated raw warehouse (DuckDB)")
+    p.add_argument("--players", type=int, default=20_000)
+    p.add_argument("--days", type=int, default=182)
+    p.add_argument("--start", default="2026-01-05")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--drift-date")
+    p.add_argument("--concept-drift", type=float, default=0.0)
+    p.add_argument("--covariate-drift", type=float, default=0.0)
+    p.add_argument("--out", help="DuckDB file (default: the warehouse path)")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("refresh", help="run refresh_job for one partition, then the chained propagation")
+    p.add_argument("--partition", required=True, help="the refresh date D, YYYY-MM-DD")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a run input, e.g. tuning_budget=8")
+    p.set_defaults(func=cmd_refresh)
+
+    p = sub.add_parser("champion", help="show the current champion and its history")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_champion)
+
+    p = sub.add_parser("rollback", help="make an earlier version champion again")
+    p.add_argument("--version", type=int, required=True)
+    p.add_argument("--reason", default="manual rollback")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("demo", help="what `make run` does: simulate, refresh two dates, print the summary")
+    p.add_argument("--no-reset", dest="reset", action="store_false",
+                   help="keep earlier demo outputs, registry and runs (default: start the demo afresh)")
+    p.set_defaults(func=cmd_demo)
+
+    args = parser.parse_args(argv)
+    _set_data_dir(args.data_dir)
+    from refresh_assets.config import ConfigError
+
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

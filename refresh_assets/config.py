@@ -1,0 +1,165 @@
+"""Run inputs a user sets in the Dagster launchpad, each with a default and a description.
+
+Validated early: an unknown algorithm is refused by Dagster's config schema before the run is created (the
+``Algorithm`` enum); ranges and the start date are checked by ``preflight`` in the first step of a refresh,
+before any data is read, and by the CLI before it launches anything. Every message names the field.
+"""
+
+
+import datetime as dt
+from enum import Enum
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, ValidationError, field_validator
+
+from refresh_assets.core.features import DatasetSpec, snapshot_plan
+
+
+class Algorithm(str, Enum):
+    """The candidate algorithms (see ``core/models.py``)."""
+
+    logreg = "logreg"
+    random_forest = "random_forest"
+    hist_gb = "hist_gb"
+    ensemble = "ensemble"
+
+
+ALL_ALGORITHMS = [a.value for a in Algorithm]
+
+
+def _iso_date(value: str | None, field: str) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{field} must be a date YYYY-MM-DD, got {value!r}") from exc
+    return value
+
+
+class DatasetConfig(dg.Config):
+    """How the training, holdout and scoring rows are cut for refresh date D."""
+
+    data_start_date: str | None = Field(
+        default=None, description="First snapshot date to train on (YYYY-MM-DD). Empty: D minus lookback_days."
+    )
+    lookback_days: int = Field(default=91, ge=14, le=3650, description="Days of history when data_start_date is empty.")
+    label_horizon_days: int = Field(
+        default=14, ge=1, le=180, description="Churn label: no session in the N days after a snapshot."
+    )
+    holdout_days: int = Field(
+        default=14, ge=1, le=365, description="Span of the most recent labelled snapshots kept as out-of-time holdout."
+    )
+    snapshot_every_days: int = Field(default=7, ge=1, le=91, description="Days between two snapshot dates.")
+
+    @field_validator("data_start_date")
+    @classmethod
+    def _check_start(cls, value: str | None) -> str | None:
+        return _iso_date(value, "data_start_date")
+
+    def spec(self, as_of_date: dt.date) -> DatasetSpec:
+        start = dt.date.fromisoformat(self.data_start_date) if self.data_start_date else None
+        if start is not None and start >= as_of_date:
+            raise ValueError(f"data_start_date {start} must be before the partition date {as_of_date}")
+        return DatasetSpec(
+            as_of_date=as_of_date,
+            data_start_date=start,
+            lookback_days=self.lookback_days,
+            label_horizon_days=self.label_horizon_days,
+            holdout_days=self.holdout_days,
+            snapshot_every_days=self.snapshot_every_days,
+        )
+
+
+class TrainingConfig(dg.Config):
+    """How one candidate is tuned."""
+
+    tuning_budget: int = Field(default=4, ge=1, le=200, description="Randomised-search iterations (parameter sets tried).")
+    cv_splits: int = Field(default=3, ge=2, le=10, description="Time-aware CV folds over snapshot dates.")
+    max_training_rows: int = Field(
+        default=60_000, ge=100, description="Seeded subsample of training rows used for tuning and fitting."
+    )
+    random_seed: int = Field(default=42, description="Seed for the search and the models.")
+
+
+class ComparisonConfig(dg.Config):
+    """How candidates and the champion are compared, and when a challenger is promoted."""
+
+    algorithms: list[Algorithm] = Field(
+        default_factory=lambda: list(ALL_ALGORITHMS), description="Candidates that may challenge the champion."
+    )
+    min_improvement: float = Field(
+        default=0.0, ge=-0.1, le=0.5,
+        description="Promote only if the lower bound of the ROC AUC improvement interval is above this.",
+    )
+    bootstrap_samples: int = Field(default=1000, ge=100, le=100_000, description="Paired bootstrap replicates.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Confidence level of the interval.")
+    top_k_share: float = Field(default=0.1, gt=0.0, le=0.5, description="Share flagged for precision/recall at top k.")
+    random_seed: int = Field(default=42, description="Seed of the bootstrap.")
+
+    @field_validator("algorithms")
+    @classmethod
+    def _check_algorithms(cls, value: list) -> list:
+        if not value:
+            raise ValueError("algorithms must name at least one candidate")
+        return value
+
+
+class ScoringConfig(dg.Config):
+    """Batch scoring of the scoring population with the champion."""
+
+    top_k_share: float = Field(default=0.1, gt=0.0, le=0.5, description="Share of players flagged as most at risk.")
+
+
+#: Which Config class each asset (op) of the refresh takes: used by preflight and the CLI.
+OP_CONFIGS: dict[str, type[dg.Config]] = {
+    "training_dataset": DatasetConfig,
+    **{f"candidate_{a}": TrainingConfig for a in ALL_ALGORITHMS},
+    "model_comparison": ComparisonConfig,
+}
+
+
+class ConfigError(ValueError):
+    """A run input is invalid; the message names the field."""
+
+
+def describe_validation_error(op_name: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ())) or "config"
+        parts.append(f"{op_name}.{where}: {err.get('msg')} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
+def preflight(run_config: dict[str, Any] | None, partition_key: str | None) -> list[str]:
+    """Validate every op's config of a refresh run, and the partition key, before any work; raise ConfigError."""
+    problems: list[str] = []
+    ops = (run_config or {}).get("ops", {}) or {}
+    as_of = None
+    if partition_key is not None:
+        try:
+            as_of = dt.date.fromisoformat(partition_key)
+        except ValueError:
+            problems.append(f"partition key {partition_key!r} is not a date YYYY-MM-DD")
+    unknown = sorted(set(ops) - set(OP_CONFIGS) - {"champion_model", "shadow_test", "production_scores", "drift_report"})
+    if unknown:
+        problems.append(f"unknown op(s) in run config: {unknown}; known: {sorted(OP_CONFIGS)}")
+    for op_name, cls in OP_CONFIGS.items():
+        raw = (ops.get(op_name) or {}).get("config") or {}
+        try:
+            cfg = cls(**raw)
+        except ValidationError as exc:
+            problems.append(describe_validation_error(op_name, exc))
+            continue
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{op_name}: {exc}")
+            continue
+        if isinstance(cfg, DatasetConfig) and as_of is not None:
+            try:
+                snapshot_plan(cfg.spec(as_of))
+            except ValueError as exc:
+                problems.append(f"{op_name}: {exc}")
+    if problems:
+        raise ConfigError("invalid run input: " + "; ".join(problems))
+    return []

@@ -1,0 +1,240 @@
+"""Build the training / holdout / scoring frames for one refresh date by running a SQL query script on DuckDB.
+
+Why SQL: a user points the pipeline at their own event tables by writing a query, not Python. The query
+meets a small contract (see ``churn_features.sql``): named parameters in, ``entity_id, as_of_date,
+<features>, label`` out. Every parameter is bound by DuckDB, never formatted into the SQL text.
+
+The date plan is out-of-time: training snapshots end ``label_horizon_days`` before the holdout starts, so
+no training label looks at a day that a holdout snapshot also sees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: the code location loads this module and must stay fast
+    import duckdb
+    import pandas as pd
+
+DEFAULT_QUERY = "churn_features.sql"
+RAW_TABLES = ("players", "sessions", "purchases")
+KEY_COLUMNS = ("entity_id", "as_of_date")
+LABEL_COLUMN = "label"
+
+
+class DatasetContractError(ValueError):
+    """The query's output or the requested window breaks the dataset contract."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What to build for refresh date ``as_of_date`` (the partition key)."""
+
+    as_of_date: dt.date
+    data_start_date: dt.date | None = None
+    lookback_days: int = 91
+    label_horizon_days: int = 14
+    holdout_days: int = 14
+    snapshot_every_days: int = 7
+
+    def validate(self) -> None:
+        for name in ("lookback_days", "label_horizon_days", "holdout_days", "snapshot_every_days"):
+            if getattr(self, name) < 1:
+                raise DatasetContractError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.data_start_date is not None and self.data_start_date >= self.as_of_date:
+            raise DatasetContractError(
+                f"data_start_date {self.data_start_date} must be before the refresh date {self.as_of_date}"
+            )
+
+    @property
+    def start(self) -> dt.date:
+        return self.data_start_date or self.as_of_date - dt.timedelta(days=self.lookback_days)
+
+
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """Which snapshot dates go to training, holdout and scoring."""
+
+    train_dates: tuple[dt.date, ...]
+    holdout_dates: tuple[dt.date, ...]
+    scoring_date: dt.date
+
+    def all_dates(self) -> list[dt.date]:
+        return [*self.train_dates, *self.holdout_dates, self.scoring_date]
+
+
+def snapshot_plan(spec: DatasetSpec, min_train_snapshots: int = 2) -> SnapshotPlan:
+    """Lay snapshots every ``snapshot_every_days`` back from D and split them out of time.
+
+    holdout = grid dates in (L - holdout_days, L] where L = the last grid date whose label is complete
+    (L + horizon <= D); training = grid dates >= start and <= first holdout date - horizon.
+    """
+    spec.validate()
+    step = dt.timedelta(days=spec.snapshot_every_days)
+    horizon = dt.timedelta(days=spec.label_horizon_days)
+    grid: list[dt.date] = []
+    day = spec.as_of_date
+    while day >= spec.start:
+        grid.append(day)
+        day -= step
+    grid.reverse()
+    labelled = [d for d in grid if d + horizon <= spec.as_of_date]
+    if not labelled:
+        raise DatasetContractError(
+            f"no snapshot between {spec.start} and {spec.as_of_date} has a complete "
+            f"{spec.label_horizon_days}-day label; move data_start_date earlier or raise lookback_days"
+        )
+    last = labelled[-1]
+    holdout = [d for d in labelled if d > last - dt.timedelta(days=spec.holdout_days)]
+    train = [d for d in labelled if d <= holdout[0] - horizon]
+    if len(train) < min_train_snapshots:
+        raise DatasetContractError(
+            f"only {len(train)} training snapshot(s) between {spec.start} and {holdout[0] - horizon} "
+            f"(need {min_train_snapshots}); move data_start_date earlier or raise lookback_days"
+        )
+    return SnapshotPlan(tuple(train), tuple(holdout), spec.as_of_date)
+
+
+def load_query(path: str | Path | None = None) -> tuple[str, str]:
+    """Return (sql text, sha256 of the text) of a query script: the packaged default or a user's file."""
+    if path is None:
+        text = resources.files("refresh_assets.core.sql").joinpath(DEFAULT_QUERY).read_text()
+    else:
+        query_path = Path(path)
+        if not query_path.is_file():
+            raise DatasetContractError(f"query script not found: {query_path}")
+        text = query_path.read_text()
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+@contextmanager
+def open_source(location: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the raw warehouse read-only: a DuckDB file, or a folder of ``<table>.parquet`` files."""
+    import duckdb
+
+    source = Path(location)
+    if source.is_dir():
+        con = duckdb.connect()
+        try:
+            for table in RAW_TABLES:
+                files = sorted(source.glob(f"{table}*.parquet")) or sorted((source / table).glob("*.parquet"))
+                if not files:
+                    raise DatasetContractError(f"no parquet files for table '{table}' under {source}")
+                con.read_parquet([str(f) for f in files]).create_view(table)
+            yield con
+        finally:
+            con.close()
+    elif source.is_file():
+        con = duckdb.connect(str(source), read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+    else:
+        raise DatasetContractError(f"raw data source not found: {source} (run `refresh-assets simulate` first?)")
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, as_of_date: dt.date,
+              snapshot_dates: list[dt.date], label_horizon_days: int) -> pd.DataFrame:
+    """Run a query script with bound parameters and check its output against the contract."""
+    params = {
+        "as_of_date": as_of_date,
+        "snapshot_dates": list(snapshot_dates),
+        "label_horizon_days": int(label_horizon_days),
+    }
+    frame = con.execute(sql, params).df()
+    return check_contract(frame)
+
+
+def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
+    """Refuse a query result that is not entity_id, as_of_date, features..., label (0/1/NULL), unique keys."""
+    import pandas as pd
+
+    missing = [c for c in (*KEY_COLUMNS, LABEL_COLUMN) if c not in frame.columns]
+    if missing:
+        raise DatasetContractError(
+            f"query output is missing required column(s) {missing}; it returned {list(frame.columns)}"
+        )
+    features = [c for c in frame.columns if c not in (*KEY_COLUMNS, LABEL_COLUMN)]
+    if not features:
+        raise DatasetContractError("query output has no feature columns besides entity_id, as_of_date, label")
+    frame = frame.copy()
+    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.normalize()
+    labels = frame[LABEL_COLUMN].dropna()
+    bad = sorted(set(labels.unique()) - {0, 1})
+    if bad:
+        raise DatasetContractError(f"label column holds values other than 0/1/NULL: {bad[:5]}")
+    frame[LABEL_COLUMN] = frame[LABEL_COLUMN].astype("Int8")
+    dupes = frame.duplicated(list(KEY_COLUMNS))
+    if dupes.any():
+        example = frame.loc[dupes, list(KEY_COLUMNS)].iloc[0].to_dict()
+        raise DatasetContractError(f"{int(dupes.sum())} duplicate (entity_id, as_of_date) rows, e.g. {example}")
+    return frame
+
+
+@dataclass
+class DatasetFrames:
+    """The three frames of one refresh date plus what the manifest needs to say about them."""
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    scoring: pd.DataFrame
+    plan: SnapshotPlan
+    query_sha256: str
+    stats: dict = field(default_factory=dict)
+
+
+def _describe(frame: pd.DataFrame, labelled: bool) -> dict:
+    dates = frame["as_of_date"]
+    out = {
+        "rows": int(len(frame)),
+        "entities": int(frame["entity_id"].nunique()),
+        "first_snapshot": str(dates.min().date()) if len(frame) else None,
+        "last_snapshot": str(dates.max().date()) if len(frame) else None,
+        "snapshots": int(dates.nunique()),
+    }
+    if labelled:
+        out["label_rate"] = round(float(frame[LABEL_COLUMN].astype(float).mean()), 4) if len(frame) else None
+    return out
+
+
+def build_dataset(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, query_path: str | Path | None = None,
+                  log=None) -> DatasetFrames:
+    """Run the query once for every snapshot date of D's plan and split the rows into the three frames."""
+    plan = snapshot_plan(spec)
+    sql, query_sha = load_query(query_path)
+    if log:
+        log(f"snapshots: train {[str(d) for d in plan.train_dates]}, holdout "
+            f"{[str(d) for d in plan.holdout_dates]}, scoring {plan.scoring_date}")
+    rows = run_query(con, sql, spec.as_of_date, plan.all_dates(), spec.label_horizon_days)
+    dates = rows["as_of_date"].dt.date
+    train = rows[dates.isin(plan.train_dates)].reset_index(drop=True)
+    holdout = rows[dates.isin(plan.holdout_dates)].reset_index(drop=True)
+    scoring = rows[dates == plan.scoring_date].drop(columns=[LABEL_COLUMN]).reset_index(drop=True)
+    for name, frame in (("training", train), ("holdout", holdout)):
+        if frame[LABEL_COLUMN].isna().any():
+            raise DatasetContractError(f"{name} rows have NULL labels: the query must label every complete snapshot")
+        if len(frame) == 0:
+            raise DatasetContractError(f"the {name} set for {spec.as_of_date} is empty")
+    if len(scoring) == 0:
+        raise DatasetContractError(f"no scoring population at {spec.as_of_date}: no player active in the 28 days to it")
+    train[LABEL_COLUMN] = train[LABEL_COLUMN].astype("int8")
+    holdout[LABEL_COLUMN] = holdout[LABEL_COLUMN].astype("int8")
+    stats = {
+        "train": _describe(train, True),
+        "holdout": _describe(holdout, True),
+        "scoring": _describe(scoring, False),
+    }
+    if log:
+        log(f"rows: train {stats['train']['rows']} (label rate {stats['train']['label_rate']}), "
+            f"holdout {stats['holdout']['rows']} (label rate {stats['holdout']['label_rate']}), "
+            f"scoring {stats['scoring']['rows']}")
+    return DatasetFrames(train, holdout, scoring, plan, query_sha, stats)

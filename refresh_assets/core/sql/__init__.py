@@ -1,0 +1,1 @@
+"""The packaged SQL query scripts (read with importlib.resources)."""

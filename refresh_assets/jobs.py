@@ -1,0 +1,54 @@
+"""The jobs: the weekly refresh, the propagation a promotion chains to, and daily scoring."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from refresh_assets.assets.candidates import candidate_assets
+from refresh_assets.assets.champion import CHAMPION
+from refresh_assets.assets.comparison import COMPARISON
+from refresh_assets.assets.dataset import DATASET
+from refresh_assets.assets.scoring import SCORES, SHADOW
+from refresh_assets.partitions import daily_partitions
+
+
+def retry_policy_from_env() -> dg.RetryPolicy:
+    """Per-step retries an operator sets without editing code (REFRESH_ASSETS_RETRY_* variables)."""
+    return dg.RetryPolicy(
+        max_retries=int(os.environ.get("REFRESH_ASSETS_RETRY_MAX", "2")),
+        delay=float(os.environ.get("REFRESH_ASSETS_RETRY_DELAY_SECONDS", "10")),
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
+REFRESH_SELECTION = dg.AssetSelection.assets(DATASET, *candidate_assets, COMPARISON, CHAMPION)
+
+refresh_job = dg.define_asset_job(
+    name="refresh_job",
+    selection=REFRESH_SELECTION,
+    partitions_def=daily_partitions,
+    description="Dataset -> candidates -> comparison -> champion for one refresh date.",
+    op_retry_policy=retry_policy_from_env(),
+    tags={"refresh_assets/kind": "refresh"},
+)
+
+propagation_job = dg.define_asset_job(
+    name="propagation_job",
+    selection=dg.AssetSelection.assets(SHADOW, SCORES),
+    partitions_def=daily_partitions,
+    description="After a promotion: shadow-test new vs previous champion on D's batch, then score D.",
+    op_retry_policy=retry_policy_from_env(),
+    tags={"refresh_assets/kind": "propagation"},
+)
+
+scoring_job = dg.define_asset_job(
+    name="scoring_job",
+    selection=dg.AssetSelection.assets(SCORES),
+    partitions_def=daily_partitions,
+    description="Score D's population with the champion in force.",
+    op_retry_policy=retry_policy_from_env(),
+    tags={"refresh_assets/kind": "scoring"},
+)

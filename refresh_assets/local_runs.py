@@ -1,0 +1,82 @@
+"""Run refreshes in this process on a Dagster instance, without a webserver or daemon.
+
+Used by ``make run`` / ``refresh-assets refresh`` and by the integration tests. The chaining is the
+promotion sensor's own: after a refresh, the sensor is evaluated on the same instance and the runs it
+requests are executed, exactly as the daemon would launch them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+CURSOR_FILE = "local_sensor_cursors.json"
+
+
+def embedded_instance(home: Path) -> dg.DagsterInstance:
+    """A persistent instance with SQLite storage under ``home`` (what ``make ui`` shows afterwards)."""
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+@dataclass
+class RefreshOutcome:
+    partition: str
+    run_id: str
+    success: bool
+    propagation_runs: list[tuple[str, str, bool]] = field(default_factory=list)  # (partition, run_id, success)
+
+
+def _load_cursor(instance: dg.DagsterInstance, sensor_name: str) -> str | None:
+    path = Path(instance.root_directory) / CURSOR_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get(sensor_name)
+
+
+def _save_cursor(instance: dg.DagsterInstance, sensor_name: str, cursor: str | None) -> None:
+    from refresh_assets.core.artifacts import atomic_write_json
+
+    path = Path(instance.root_directory) / CURSOR_FILE
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[sensor_name] = cursor
+    atomic_write_json(path, data)
+
+
+def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str,
+                raise_on_error: bool = True) -> list[tuple[str, str, bool]]:
+    """Evaluate one sensor on the instance, execute the runs it requests in process, keep its cursor."""
+    sensor_def = defs.get_sensor_def(sensor_name)
+    context = dg.build_sensor_context(instance=instance, cursor=_load_cursor(instance, sensor_name),
+                                      definitions=defs, sensor_name=sensor_name)
+    result = sensor_def(context)
+    requests = list(result.run_requests or []) if isinstance(result, dg.SensorResult) else list(result or [])
+    cursor = result.cursor if isinstance(result, dg.SensorResult) and result.cursor is not None else context.cursor
+    done = []
+    for request in requests:
+        job_name = request.job_name or sensor_def.job_name
+        job = defs.get_job_def(job_name)
+        run = job.execute_in_process(instance=instance, partition_key=request.partition_key,
+                                     run_config=request.run_config or None, tags=dict(request.tags),
+                                     raise_on_error=raise_on_error)
+        done.append((request.partition_key, run.run_id, run.success))
+    _save_cursor(instance, sensor_name, cursor)
+    return done
+
+
+def run_refresh(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str,
+                run_config: dict | None = None, tags: dict | None = None,
+                raise_on_error: bool = True) -> RefreshOutcome:
+    """Execute refresh_job for one partition, then let the promotion sensor chain what it chains."""
+    job = defs.get_job_def("refresh_job")
+    result = job.execute_in_process(instance=instance, partition_key=partition, run_config=run_config or None,
+                                    tags=tags, raise_on_error=raise_on_error)
+    outcome = RefreshOutcome(partition, result.run_id, result.success)
+    if result.success:
+        outcome.propagation_runs = tick_sensor(defs, instance, "promotion_sensor", raise_on_error=raise_on_error)
+    return outcome

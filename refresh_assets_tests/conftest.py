@@ -1,0 +1,81 @@
+"""Shared fixtures: a small seeded simulation with concept drift, and a project wired to temporary folders."""
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Steps fail fast in tests; tests of retries set their own policy explicitly.
+os.environ.setdefault("REFRESH_ASSETS_RETRY_MAX", "0")
+
+SIM_START = dt.date(2026, 1, 5)
+DRIFT_DATE = dt.date(2026, 4, 20)
+PRE_DRIFT = ("2026-04-06", "2026-04-13")  # two refreshes before the change
+POST_DRIFT = "2026-07-05"  # the last simulated day: training and holdout after the change
+
+CANDIDATES = ("logreg", "random_forest", "hist_gb", "ensemble")
+#: A small tuning budget keeps an integration refresh to seconds; the defaults are what users run.
+FAST_RUN_CONFIG = {
+    "ops": {
+        **{f"candidate_{a}": {"config": {"tuning_budget": 2, "cv_splits": 2, "max_training_rows": 6000}}
+           for a in CANDIDATES},
+        "model_comparison": {"config": {"bootstrap_samples": 400}},
+    }
+}
+
+
+@pytest.fixture(scope="session")
+def drift_warehouse(tmp_path_factory) -> Path:
+    """4,000 players over 182 days; the churn relation changes (concept drift 1.0) on DRIFT_DATE."""
+    from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
+
+    path = tmp_path_factory.mktemp("warehouse") / "raw.duckdb"
+    simulate_to_duckdb(SimulationConfig(n_players=4000, days=182, start_date=SIM_START, seed=7,
+                                        drift_date=DRIFT_DATE, concept_drift=1.0), path)
+    return path
+
+
+@dataclass
+class Project:
+    root: Path
+    defs: object
+    instance: object
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    def registry(self):
+        from refresh_assets.core.registry import ModelRegistry
+
+        return ModelRegistry(self.root / "registry")
+
+    def store(self):
+        from refresh_assets.core.artifacts import OutputStore
+
+        return OutputStore(self.outputs)
+
+
+def make_project(root: Path, warehouse: Path) -> Project:
+    import dagster as dg
+
+    from refresh_assets.definitions import build_defs
+    from refresh_assets.resources import ArtifactStore, Registry, Warehouse
+
+    defs = build_defs({
+        "warehouse": Warehouse(location=str(warehouse)),
+        "artifacts": ArtifactStore(root=str(root / "outputs")),
+        "registry": Registry(root=str(root / "registry")),
+    })
+    (root / "dagster_home").mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.local_temp(tempdir=str(root / "dagster_home"))
+    return Project(root, defs, instance)
+
+
+@pytest.fixture
+def project(tmp_path, drift_warehouse) -> Project:
+    p = make_project(tmp_path, drift_warehouse)
+    yield p
+    p.instance.dispose()

@@ -1,0 +1,221 @@
+"""The whole graph on a small simulation, partition after partition, on a real Dagster instance.
+
+One module-scoped scenario runs three refreshes in order (before drift, before drift again, after the
+concept drift); the tests then read what each left behind. Later tests (rollback, failures) build on
+the state the scenario left, so they run last in this file.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from refresh_assets.local_runs import run_refresh
+from refresh_assets_tests.conftest import FAST_RUN_CONFIG, POST_DRIFT, PRE_DRIFT, make_project
+
+pytestmark = pytest.mark.integration
+
+REFRESH_ASSETS = ["training_dataset", "candidate_logreg", "candidate_random_forest", "candidate_hist_gb",
+                  "candidate_ensemble", "model_comparison", "champion_model"]
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory, drift_warehouse):
+    project = make_project(tmp_path_factory.mktemp("scenario"), drift_warehouse)
+    outcomes = {}
+    for partition in (*PRE_DRIFT, POST_DRIFT):
+        outcomes[partition] = run_refresh(project.defs, project.instance, partition, FAST_RUN_CONFIG)
+    yield project, outcomes
+    project.instance.dispose()
+
+
+def champion_metadata(project, partition: str) -> dict:
+    result = project.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("champion_model"), asset_partitions=[partition]), limit=1)
+    meta = result.records[0].asset_materialization.metadata
+    return {k: v.value for k, v in meta.items()}
+
+
+def registry_state(project) -> tuple:
+    registry = project.registry()
+    champion = registry.current_champion()
+    return (champion.version if champion else None, [v.version for v in registry.versions()],
+            [(e.version, e.action) for e in registry.events()])
+
+
+def read_json(output_dir: Path, name: str) -> dict:
+    return json.loads((output_dir / name).read_text())
+
+
+def test_first_refresh_promotes_and_its_propagation_runs(scenario):
+    project, outcomes = scenario
+    first = outcomes[PRE_DRIFT[0]]
+    assert first.success
+    meta = champion_metadata(project, PRE_DRIFT[0])
+    assert meta["promoted"] is True and meta["version"] == 1
+    assert "no champion" in meta["reason"].lower()
+    # the promotion sensor requested exactly one propagation run, for this partition, and it succeeded
+    assert [(p, ok) for p, _, ok in first.propagation_runs] == [(PRE_DRIFT[0], True)]
+    store = project.store()
+    shadow = read_json(store.current("champion_shadow_test", PRE_DRIFT[0]), "shadow_test.json")
+    assert shadow["previous_version"] is None and shadow["new_version"] == 1
+    scores = store.read_manifest(store.current("production_scores", PRE_DRIFT[0]))
+    assert scores["champion_version"] == 1 and scores["rows"] > 500
+
+
+def test_no_change_partition_keeps_the_champion_and_requests_no_propagation(scenario):
+    project, outcomes = scenario
+    second = outcomes[PRE_DRIFT[1]]
+    assert second.success
+    meta = champion_metadata(project, PRE_DRIFT[1])
+    assert meta["promoted"] is False and meta["version"] == 1
+    assert second.propagation_runs == []
+    store = project.store()
+    assert store.current("production_scores", PRE_DRIFT[1]) is None
+    decision = read_json(store.current("model_comparison", PRE_DRIFT[1]), "decision.json")
+    assert decision["promote"] is False and decision["champion_version"] == 1
+    boot = decision["decision"]["bootstrap"]
+    assert boot["lower"] <= 0.0  # the improvement is inside the noise
+    # the champion's data version did not change on a keep
+    records = project.instance.fetch_materializations(dg.AssetKey("champion_model"), limit=10).records
+    versions = {r.partition_key: r.asset_materialization.tags.get("dagster/data_version") for r in records}
+    assert versions[PRE_DRIFT[0]] == versions[PRE_DRIFT[1]] == "champion-v1"
+
+
+def test_partition_after_concept_drift_promotes_a_new_champion(scenario):
+    project, outcomes = scenario
+    after = outcomes[POST_DRIFT]
+    assert after.success
+    meta = champion_metadata(project, POST_DRIFT)
+    assert meta["promoted"] is True and meta["version"] == 2 and meta["previous_version"] == 1
+    store = project.store()
+    decision = read_json(store.current("model_comparison", POST_DRIFT), "decision.json")
+    champion_auc = decision["metrics"]["champion_v1"]["roc_auc"]
+    challenger_auc = decision["metrics"][decision["challenger"]]["roc_auc"]
+    assert challenger_auc - champion_auc > 0.02
+    assert decision["decision"]["bootstrap"]["lower"] > 0
+    assert [(p, ok) for p, _, ok in after.propagation_runs] == [(POST_DRIFT, True)]
+    shadow = read_json(store.current("champion_shadow_test", POST_DRIFT), "shadow_test.json")
+    assert (shadow["previous_version"], shadow["new_version"]) == (1, 2)
+    assert shadow["spearman_rank_correlation"] < 0.99
+    assert store.read_manifest(store.current("production_scores", POST_DRIFT))["champion_version"] == 2
+    assert registry_state(project)[0] == 2
+
+
+def test_every_output_has_its_manifest(scenario):
+    from refresh_assets.core.artifacts import sha256_file
+
+    project, _ = scenario
+    store = project.store()
+    seen = set()
+    for asset_dir in sorted(p for p in project.outputs.iterdir() if p.is_dir()):
+        for partition_dir in asset_dir.iterdir():
+            for output_dir in store.list_outputs(asset_dir.name, partition_dir.name):
+                manifest = store.read_manifest(output_dir)
+                seen.add(asset_dir.name)
+                assert manifest["partition"] == partition_dir.name
+                assert manifest["run_id"] and manifest["library_versions"]["dagster"]
+                assert manifest["log"], f"{output_dir} has no log lines"
+                assert manifest["timings_seconds"]["total"] >= 0
+                for name, info in manifest["files"].items():
+                    assert sha256_file(output_dir / name) == info["sha256"]
+                if asset_dir.name != "training_dataset":
+                    assert manifest["inputs"], f"{output_dir} records no upstream input"
+                    for upstream in manifest["inputs"].values():
+                        assert sha256_file(Path(upstream["output_dir"]) / "manifest.json") == upstream["manifest_sha256"]
+    assert seen == set(REFRESH_ASSETS) | {"champion_shadow_test", "production_scores"}
+    dataset = store.read_manifest(store.current("training_dataset", PRE_DRIFT[0]))
+    assert dataset["config"]["label_horizon_days"] == 14 and len(dataset["query_sha256"]) == 64
+    assert dataset["stats"]["train"]["rows"] > 0 and dataset["dataset_hash"]
+
+
+def test_materializations_link_to_their_output_folder(scenario):
+    project, _ = scenario
+    for asset in REFRESH_ASSETS:
+        record = project.instance.fetch_materializations(dg.AssetKey(asset), limit=1).records[0]
+        output_dir = Path(record.asset_materialization.metadata["output_dir"].value)
+        assert (output_dir / "manifest.json").is_file()
+
+
+def test_rollback_restores_a_version_with_audit(scenario):
+    project, _ = scenario
+    registry = project.registry()
+    assert registry.current_champion().version == 2
+    restored = registry.rollback(1, run_id="test-rollback", reason="v2 misbehaves in production")
+    assert restored.version == 1 and registry.current_champion().version == 1
+    assert registry.events()[-1].action == "rollback"
+    # scoring now uses the restored champion
+    result = project.defs.get_job_def("scoring_job").execute_in_process(instance=project.instance,
+                                                                       partition_key=POST_DRIFT)
+    assert result.success
+    store = project.store()
+    assert store.read_manifest(store.current("production_scores", POST_DRIFT))["champion_version"] == 1
+    registry.rollback(2, run_id="test-rollback", reason="back to v2")
+    assert registry.current_champion().version == 2
+
+
+def _snapshot_consumable_state(project, partition):
+    store = project.store()
+    return {
+        "registry": registry_state(project),
+        "champion_file": project.registry().current_champion().model_sha256,
+        **{asset: store.current(asset, partition) for asset in
+           ("model_comparison", "champion_model", "production_scores", "champion_shadow_test")},
+    }
+
+
+def test_a_run_failing_mid_training_leaves_champion_and_registry_as_they_were(scenario, monkeypatch):
+    from refresh_assets.core import models
+
+    project, _ = scenario
+    before = _snapshot_consumable_state(project, PRE_DRIFT[1])
+    real_tune = models.tune
+
+    def failing_tune(algorithm, *args, **kwargs):
+        if algorithm == "random_forest":
+            raise MemoryError("injected: training ran out of memory")
+        return real_tune(algorithm, *args, **kwargs)
+
+    monkeypatch.setattr(models, "tune", failing_tune)
+    outcome = run_refresh(project.defs, project.instance, PRE_DRIFT[1], FAST_RUN_CONFIG, raise_on_error=False)
+    assert not outcome.success and outcome.propagation_runs == []
+    assert _snapshot_consumable_state(project, PRE_DRIFT[1]) == before
+    # no staging folder is left where a reader looks, and no half output is listed
+    rf_dir = project.outputs / "candidate_random_forest" / PRE_DRIFT[1]
+    assert all(p.name.startswith(".") or (p / "manifest.json").exists() or p.name == "current.json"
+               for p in rf_dir.iterdir())
+
+
+def test_a_run_killed_during_training_changes_nothing_that_was_there(scenario):
+    project, _ = scenario
+    partition = PRE_DRIFT[1]
+    before = _snapshot_consumable_state(project, partition)
+    store = project.store()
+    logreg_before = store.current("candidate_logreg", partition)
+    env = {**os.environ, "REFRESH_ASSETS_DATA_DIR": str(project.root),
+           "REFRESH_ASSETS_WAREHOUSE": str(project.defs.resources["warehouse"].location),
+           "DAGSTER_HOME": str(project.instance.root_directory)}
+    sets = [f"--set={k}={v}" for k, v in
+            {"tuning_budget": 2, "cv_splits": 2, "max_training_rows": 6000, "bootstrap_samples": 400}.items()]
+    proc = subprocess.Popen([sys.executable, "-m", "refresh_assets.cli", "refresh", "--partition", partition, *sets],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        # wait until the first candidate of this run committed: training of the others is under way
+        while time.time() < deadline and store.current("candidate_logreg", partition) == logreg_before:
+            assert proc.poll() is None, "the refresh ended before it could be killed"
+            time.sleep(0.2)
+        assert store.current("candidate_logreg", partition) != logreg_before
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert _snapshot_consumable_state(project, partition) == before
+    # a fresh run afterwards succeeds
+    again = run_refresh(project.defs, project.instance, partition, FAST_RUN_CONFIG)
+    assert again.success

@@ -1,0 +1,146 @@
+"""The SQL features, labels and the out-of-time plan, on tiny tables with answers worked out by hand."""
+
+import datetime as dt
+
+import duckdb
+import pandas as pd
+import pytest
+
+from refresh_assets.core.features import (
+    DatasetContractError,
+    DatasetSpec,
+    build_dataset,
+    check_contract,
+    load_query,
+    open_source,
+    run_query,
+    snapshot_plan,
+)
+
+D = dt.date
+
+
+@pytest.fixture
+def con():
+    """Three players. p1 plays steadily and pays; p2 stops after Jan 10; p3 installs on Jan 15."""
+    c = duckdb.connect()
+    c.execute("CREATE TABLE players (player_id BIGINT, install_date DATE, platform VARCHAR, country VARCHAR, channel VARCHAR)")
+    c.executemany("INSERT INTO players VALUES (?, ?, ?, ?, ?)", [
+        (1, D(2026, 1, 1), "ios", "US", "organic"),
+        (2, D(2026, 1, 1), "android", "DE", "paid_social"),
+        (3, D(2026, 1, 15), "ios", "GB", "search"),
+    ])
+    c.execute("CREATE TABLE sessions (player_id BIGINT, session_date DATE, sessions INTEGER, minutes DOUBLE, level INTEGER)")
+    c.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", [
+        (1, D(2026, 1, 2), 1, 10.0, 1),
+        (1, D(2026, 1, 9), 2, 20.0, 2),
+        (1, D(2026, 1, 14), 3, 30.0, 4),
+        (1, D(2026, 1, 20), 1, 15.0, 5),
+        (1, D(2026, 2, 10), 1, 5.0, 6),   # after D: must never be read
+        (2, D(2026, 1, 3), 1, 40.0, 3),
+        (2, D(2026, 1, 10), 1, 20.0, 4),
+        (3, D(2026, 1, 15), 2, 25.0, 1),
+    ])
+    c.execute("CREATE TABLE purchases (player_id BIGINT, purchase_date DATE, amount DOUBLE)")
+    c.executemany("INSERT INTO purchases VALUES (?, ?, ?)", [
+        (1, D(2025, 12, 31), 1.0),  # before install in a messy source: still counted in spend_total
+        (1, D(2026, 1, 9), 4.99),
+        (1, D(2026, 1, 20), 9.99),   # after snapshot Jan 14: not in its features
+    ])
+    yield c
+    c.close()
+
+
+def rows(con, snapshots, as_of=D(2026, 2, 1), horizon=14):
+    sql, _ = load_query()
+    frame = run_query(con, sql, as_of, snapshots, horizon)
+    return {(int(r.entity_id), r.as_of_date.date()): r for r in frame.itertuples()}
+
+
+def test_features_at_a_snapshot_worked_by_hand(con):
+    got = rows(con, [D(2026, 1, 14)])
+    assert set(got) == {(1, D(2026, 1, 14)), (2, D(2026, 1, 14))}  # p3 not installed yet
+    p1 = got[(1, D(2026, 1, 14))]
+    # window (Dec 17, Jan 14]: sessions on Jan 2, 9, 14; last 7 days (Jan 7, Jan 14]: Jan 9 and Jan 14
+    assert (p1.sessions_28d, p1.sessions_7d) == (6, 5)
+    assert (p1.minutes_28d, p1.minutes_7d) == (60.0, 50.0)
+    assert (p1.active_days_28d, p1.active_days_7d) == (3, 2)
+    assert p1.minutes_trend == pytest.approx(50.0 * 4 / 61.0)
+    assert (p1.level, p1.level_gain_28d) == (4, 3)
+    assert p1.tenure_days == 13 and p1.days_since_last_session == 0
+    assert (p1.purchases_28d, p1.spend_28d) == (2, pytest.approx(5.99))
+    assert p1.spend_total == pytest.approx(5.99) and p1.days_since_last_purchase == 5
+    p2 = got[(2, D(2026, 1, 14))]
+    assert p2.days_since_last_session == 4 and p2.spend_total == 0.0
+    assert pd.isna(p2.days_since_last_purchase)
+
+
+def test_labels_horizon_and_no_peeking_after_d(con):
+    got = rows(con, [D(2026, 1, 14), D(2026, 1, 20)], as_of=D(2026, 2, 1))
+    # p1 plays on Jan 20, inside (Jan 14, Jan 28] -> stays (0). p2 never plays again -> churn (1).
+    assert got[(1, D(2026, 1, 14))].label == 0
+    assert got[(2, D(2026, 1, 14))].label == 1
+    # Jan 20 + 14 = Feb 3 > D = Feb 1: label not complete -> NULL (even though p1 plays on Feb 10)
+    assert pd.isna(got[(1, D(2026, 1, 20))].label)
+    # With D = Feb 15 the Feb 10 session is after the horizon (Jan 20, Feb 3]: p1 churns at Jan 20
+    later = rows(con, [D(2026, 1, 20)], as_of=D(2026, 2, 15))
+    assert later[(1, D(2026, 1, 20))].label == 1
+    assert later[(3, D(2026, 1, 20))].label == 1
+
+
+def test_parameters_are_bound_not_formatted(con):
+    sql, _ = load_query()
+    with pytest.raises(duckdb.Error):
+        run_query(con, sql, "2026-02-01'; DROP TABLE players; --", [D(2026, 1, 14)], 14)
+    assert con.execute("SELECT count(*) FROM players").fetchone()[0] == 3
+
+
+def test_snapshot_plan_is_out_of_time():
+    plan = snapshot_plan(DatasetSpec(as_of_date=D(2026, 6, 1), lookback_days=91))
+    # grid every 7 days back from Jun 1; last complete label: May 18 (May 18 + 14 = Jun 1)
+    assert plan.holdout_dates == (D(2026, 5, 11), D(2026, 5, 18))
+    # training ends a horizon before the holdout starts: <= Apr 27
+    assert plan.train_dates[-1] == D(2026, 4, 27)
+    assert plan.train_dates[0] == D(2026, 3, 2)  # Jun 1 - 91 days, on the grid
+    assert len(plan.train_dates) == 9
+    assert plan.scoring_date == D(2026, 6, 1)
+    assert max(plan.train_dates) + dt.timedelta(days=14) <= min(plan.holdout_dates)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"data_start_date": D(2026, 6, 2)}, "data_start_date"),
+    ({"label_horizon_days": 0}, "label_horizon_days"),
+    ({"lookback_days": 20}, "lookback_days"),
+])
+def test_bad_windows_are_refused_naming_the_field(kwargs, field):
+    with pytest.raises(DatasetContractError, match=field):
+        snapshot_plan(DatasetSpec(as_of_date=D(2026, 6, 1), **kwargs))
+
+
+@pytest.mark.parametrize("frame, message", [
+    (pd.DataFrame({"entity_id": [1], "as_of_date": ["2026-01-01"], "x": [1]}), "missing required column"),
+    (pd.DataFrame({"entity_id": [1], "as_of_date": ["2026-01-01"], "label": [1]}), "no feature columns"),
+    (pd.DataFrame({"entity_id": [1], "as_of_date": ["2026-01-01"], "x": [1], "label": [2]}), "other than 0/1"),
+    (pd.DataFrame({"entity_id": [1, 1], "as_of_date": ["2026-01-01"] * 2, "x": [1, 2], "label": [0, 1]}), "duplicate"),
+])
+def test_contract_violations_are_named(frame, message):
+    with pytest.raises(DatasetContractError, match=message):
+        check_contract(frame)
+
+
+def test_build_dataset_splits_and_parquet_source(tmp_path, con):
+    for table in ("players", "sessions", "purchases"):
+        con.execute(f"COPY {table} TO '{tmp_path / (table + '.parquet')}' (FORMAT parquet)")
+    spec = DatasetSpec(as_of_date=D(2026, 2, 8), data_start_date=D(2026, 1, 1), snapshot_every_days=1,
+                       label_horizon_days=7, holdout_days=3)
+    with open_source(tmp_path) as source:
+        frames = build_dataset(source, spec)
+    # labelled grid ends Feb 1; holdout Jan 30..Feb 1; training <= Jan 23
+    assert frames.plan.holdout_dates == (D(2026, 1, 30), D(2026, 1, 31), D(2026, 2, 1))
+    assert frames.plan.train_dates[-1] == D(2026, 1, 23)
+    assert "label" not in frames.scoring.columns
+    assert frames.stats["train"]["rows"] == len(frames.train) > 0
+    assert set(frames.train["label"].unique()) <= {0, 1}
+    with pytest.raises(DatasetContractError, match="not found"):
+        with open_source(tmp_path / "nope.duckdb"):
+            pass

@@ -1,0 +1,47 @@
+"""Scoring helpers on hand-made arrays."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from refresh_assets.core.scoring import compare_scores, score_batch, top_k_mask
+
+
+def test_top_k_mask_takes_ceil_share_highest_stable_ties():
+    scores = np.array([0.1, 0.9, 0.5, 0.9, 0.2])
+    # ceil(0.3 * 5) = 2 -> the two 0.9s (positions 1 and 3)
+    assert top_k_mask(scores, 0.3).tolist() == [False, True, False, True, False]
+    # ceil(0.1 * 5) = 1 -> the first 0.9 (stable)
+    assert top_k_mask(scores, 0.1).tolist() == [False, True, False, False, False]
+
+
+def test_compare_scores_identical_and_reversed():
+    old = np.array([0.1, 0.2, 0.3, 0.4])
+    same = compare_scores(old, old, 0.5)
+    assert same["spearman_rank_correlation"] == pytest.approx(1.0)
+    assert same["top_k_overlap"] == 1.0 and same["mean_abs_score_shift"] == 0.0
+    rev = compare_scores(old, old[::-1].copy(), 0.5)
+    # ranks fully reversed; top-2 old = {2,3}, top-2 new = {0,1}: no overlap; mean shift 0
+    assert rev["spearman_rank_correlation"] == pytest.approx(-1.0)
+    assert rev["top_k_overlap"] == 0.0
+    assert rev["mean_score_shift"] == pytest.approx(0.0)
+    assert rev["max_abs_score_shift"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="same length"):
+        compare_scores(old, old[:2], 0.5)
+
+
+class _Const:
+    """A stand-in model: churn probability = the 'x' column."""
+
+    def predict_proba(self, X):
+        return np.c_[1 - X["x"].to_numpy(), X["x"].to_numpy()]
+
+
+def test_score_batch_ranks_and_flags():
+    frame = pd.DataFrame({"entity_id": [10, 11, 12], "as_of_date": pd.to_datetime(["2026-01-01"] * 3),
+                          "x": [0.2, 0.7, 0.4]})
+    out = score_batch(_Const(), frame, 0.34, champion_version=3)
+    assert out["risk_rank"].tolist() == [3, 1, 2]
+    assert out["top_k"].tolist() == [False, True, True]  # ceil(0.34*3) = 2
+    assert (out["champion_version"] == 3).all()
+    assert out["churn_score"].tolist() == [0.2, 0.7, 0.4]
