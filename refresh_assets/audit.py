@@ -23,7 +23,7 @@ class StepAudit:
     def __init__(self, context: dg.AssetExecutionContext, asset: str, config: dg.Config | None = None):
         self.context = context
         self.asset = asset
-        self.config = config.model_dump(mode="json") if config is not None else {}
+        self.config = config.model_dump(mode="json", warnings=False) if config is not None else {}
         self.started_at = _now()
         self._t0 = time.perf_counter()
         self.timings: dict[str, float] = {}

@@ -51,7 +51,7 @@ def _save_cursor(instance: dg.DagsterInstance, sensor_name: str, cursor: str | N
 def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str,
                 raise_on_error: bool = True) -> list[tuple[str, str, bool]]:
     """Evaluate one sensor on the instance, execute the runs it requests in process, keep its cursor."""
-    sensor_def = defs.get_sensor_def(sensor_name)
+    sensor_def = defs.resolve_sensor_def(sensor_name)
     context = dg.build_sensor_context(instance=instance, cursor=_load_cursor(instance, sensor_name),
                                       definitions=defs, sensor_name=sensor_name)
     result = sensor_def(context)
@@ -60,7 +60,7 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name:
     done = []
     for request in requests:
         job_name = request.job_name or sensor_def.job_name
-        job = defs.get_job_def(job_name)
+        job = defs.resolve_job_def(job_name)
         run = job.execute_in_process(instance=instance, partition_key=request.partition_key,
                                      run_config=request.run_config or None, tags=dict(request.tags),
                                      raise_on_error=raise_on_error)
@@ -73,7 +73,7 @@ def run_refresh(defs: dg.Definitions, instance: dg.DagsterInstance, partition: s
                 run_config: dict | None = None, tags: dict | None = None,
                 raise_on_error: bool = True) -> RefreshOutcome:
     """Execute refresh_job for one partition, then let the promotion sensor chain what it chains."""
-    job = defs.get_job_def("refresh_job")
+    job = defs.resolve_job_def("refresh_job")
     result = job.execute_in_process(instance=instance, partition_key=partition, run_config=run_config or None,
                                     tags=tags, raise_on_error=raise_on_error)
     outcome = RefreshOutcome(partition, result.run_id, result.success)

@@ -59,7 +59,7 @@ def test_first_refresh_promotes_and_its_propagation_runs(scenario):
     assert first.success
     meta = champion_metadata(project, PRE_DRIFT[0])
     assert meta["promoted"] is True and meta["version"] == 1
-    assert "no champion" in meta["reason"].lower()
+    assert "no current champion" in meta["reason"].lower()
     # the promotion sensor requested exactly one propagation run, for this partition, and it succeeded
     assert [(p, ok) for p, _, ok in first.propagation_runs] == [(PRE_DRIFT[0], True)]
     store = project.store()
@@ -151,7 +151,7 @@ def test_rollback_restores_a_version_with_audit(scenario):
     assert restored.version == 1 and registry.current_champion().version == 1
     assert registry.events()[-1].action == "rollback"
     # scoring now uses the restored champion
-    result = project.defs.get_job_def("scoring_job").execute_in_process(instance=project.instance,
+    result = project.defs.resolve_job_def("scoring_job").execute_in_process(instance=project.instance,
                                                                        partition_key=POST_DRIFT)
     assert result.success
     store = project.store()
