@@ -179,13 +179,17 @@ def cmd_simulate(args) -> int:
 def cmd_refresh(args) -> int:
     from refresh_assets.config import preflight
     from refresh_assets.definitions import defs
-    from refresh_assets.local_runs import run_refresh
+    from refresh_assets.local_runs import failure_summary, run_refresh
 
     run_config, _algorithms = run_config_from_sets(args.set or [])
     preflight(run_config, args.partition)
-    outcome = run_refresh(defs, _instance(), args.partition, run_config, raise_on_error=False)
+    instance = _instance()
+    outcome = run_refresh(defs, instance, args.partition, run_config, raise_on_error=False, quiet=not args.verbose)
     print(partition_summary(args.partition))
     print(f"run {outcome.run_id}: {'success' if outcome.success else 'FAILED'}")
+    if not outcome.success:
+        for line in failure_summary(instance, outcome.run_id):
+            print(f"  {line}", file=sys.stderr)
     for partition, run_id, ok in outcome.propagation_runs:
         print(f"propagation {partition} run {run_id}: {'success' if ok else 'FAILED'}")
     return 0 if outcome.success and all(ok for *_, ok in outcome.propagation_runs) else 1
@@ -222,7 +226,7 @@ def cmd_demo(args) -> int:
         print(f"  {summary['session_rows']} session rows, {summary['purchase_rows']} purchases "
               f"in {summary['seconds']:.1f}s", flush=True)
     from refresh_assets.definitions import defs
-    from refresh_assets.local_runs import run_refresh
+    from refresh_assets.local_runs import failure_summary, run_refresh
 
     os.environ["DAGSTER_HOME"] = str(data / "dagster_home")  # the demo never touches another instance
     instance = _instance()
@@ -232,8 +236,10 @@ def cmd_demo(args) -> int:
     for partition in partitions:
         print(f"refreshing {partition} ...", flush=True)
         t0 = time.perf_counter()
-        outcome = run_refresh(defs, instance, partition, raise_on_error=False)
+        outcome = run_refresh(defs, instance, partition, raise_on_error=False, quiet=True)
         ok &= outcome.success and all(s for *_, s in outcome.propagation_runs)
+        for line in failure_summary(instance, outcome.run_id):
+            print(f"  {line}", file=sys.stderr)
         print(partition_summary(partition))
         print(f"(refresh run {outcome.run_id[:8]} {'ok' if outcome.success else 'FAILED'} in "
               f"{time.perf_counter() - t0:.0f}s; propagation runs requested by promotion_sensor: "
@@ -262,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("refresh", help="run refresh_job for one partition, then the chained propagation")
     p.add_argument("--partition", required=True, help="the refresh date D, YYYY-MM-DD")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a run input, e.g. tuning_budget=8")
+    p.add_argument("--verbose", action="store_true", help="show Dagster's own event log lines")
     p.set_defaults(func=cmd_refresh)
 
     p = sub.add_parser("champion", help="show the current champion and its history")

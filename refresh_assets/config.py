@@ -78,7 +78,7 @@ class TrainingConfig(dg.Config):
     tuning_budget: int = Field(default=4, ge=1, le=200, description="Randomised-search iterations (parameter sets tried).")
     cv_splits: int = Field(default=3, ge=2, le=10, description="Time-aware CV folds over snapshot dates.")
     max_training_rows: int = Field(
-        default=60_000, ge=100, description="Seeded subsample of training rows used for tuning and fitting."
+        default=30_000, ge=100, description="Seeded subsample of training rows used for tuning and fitting."
     )
     random_seed: int = Field(default=42, description="Seed for the search and the models.")
 

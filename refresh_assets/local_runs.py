@@ -15,11 +15,24 @@ from pathlib import Path
 import dagster as dg
 
 CURSOR_FILE = "local_sensor_cursors.json"
+#: The embedded instance: SQLite storage in DAGSTER_HOME (Dagster's default), no telemetry.
+EMBEDDED_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+#: Run config that keeps Dagster's console logger to warnings: the CLI prints its own summary.
+QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _with_loggers(run_config: dict | None, quiet: bool) -> dict | None:
+    if not quiet:
+        return run_config or None
+    return {**(run_config or {}), **QUIET_LOGGERS}
 
 
 def embedded_instance(home: Path) -> dg.DagsterInstance:
     """A persistent instance with SQLite storage under ``home`` (what ``make ui`` shows afterwards)."""
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(EMBEDDED_INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
@@ -49,7 +62,7 @@ def _save_cursor(instance: dg.DagsterInstance, sensor_name: str, cursor: str | N
 
 
 def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str,
-                raise_on_error: bool = True) -> list[tuple[str, str, bool]]:
+                raise_on_error: bool = True, quiet: bool = False) -> list[tuple[str, str, bool]]:
     """Evaluate one sensor on the instance, execute the runs it requests in process, keep its cursor."""
     sensor_def = defs.resolve_sensor_def(sensor_name)
     context = dg.build_sensor_context(instance=instance, cursor=_load_cursor(instance, sensor_name),
@@ -62,7 +75,7 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name:
         job_name = request.job_name or sensor_def.job_name
         job = defs.resolve_job_def(job_name)
         run = job.execute_in_process(instance=instance, partition_key=request.partition_key,
-                                     run_config=request.run_config or None, tags=dict(request.tags),
+                                     run_config=_with_loggers(request.run_config, quiet), tags=dict(request.tags),
                                      raise_on_error=raise_on_error)
         done.append((request.partition_key, run.run_id, run.success))
     _save_cursor(instance, sensor_name, cursor)
@@ -71,12 +84,27 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name:
 
 def run_refresh(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str,
                 run_config: dict | None = None, tags: dict | None = None,
-                raise_on_error: bool = True) -> RefreshOutcome:
+                raise_on_error: bool = True, quiet: bool = False) -> RefreshOutcome:
     """Execute refresh_job for one partition, then let the promotion sensor chain what it chains."""
     job = defs.resolve_job_def("refresh_job")
-    result = job.execute_in_process(instance=instance, partition_key=partition, run_config=run_config or None,
+    result = job.execute_in_process(instance=instance, partition_key=partition,
+                                    run_config=_with_loggers(run_config, quiet),
                                     tags=tags, raise_on_error=raise_on_error)
     outcome = RefreshOutcome(partition, result.run_id, result.success)
     if result.success:
-        outcome.propagation_runs = tick_sensor(defs, instance, "promotion_sensor", raise_on_error=raise_on_error)
+        outcome.propagation_runs = tick_sensor(defs, instance, "promotion_sensor", raise_on_error=raise_on_error,
+                                               quiet=quiet)
     return outcome
+
+
+def failure_summary(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """One line per failed step of a run: the step and its error message (what a user needs first)."""
+    lines = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        error = event.step_failure_data.error if event and event.step_failure_data else None
+        message = error.message.strip() if error else "unknown error"
+        if error and error.cause is not None:
+            message = error.cause.message.strip()
+        lines.append(f"step {event.step_key} failed: {message}")
+    return lines

@@ -18,9 +18,12 @@ SCORING_CRON = os.environ.get("REFRESH_ASSETS_SCORING_CRON", "0 6 * * *")
 
 
 def latest_partition_request(context: dg.ScheduleEvaluationContext, trigger: str) -> dg.RunRequest | dg.SkipReason:
-    key = daily_partitions.get_last_partition_key(current_time=context.scheduled_execution_time)
-    if key is None:
-        return dg.SkipReason("no partition is complete yet")
+    import datetime as dt
+
+    day = context.scheduled_execution_time.date() - dt.timedelta(days=1)
+    if day < daily_partitions.start.date():
+        return dg.SkipReason(f"no partition is complete yet (partitions start {daily_partitions.start.date()})")
+    key = day.isoformat()
     return dg.RunRequest(run_key=f"{trigger}-{key}", partition_key=key,
                          tags={"refresh_assets/trigger": trigger})
 

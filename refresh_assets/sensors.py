@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from refresh_assets.assets.champion import CHAMPION
 from refresh_assets.jobs import propagation_job
 
 PROMOTION_BATCH = 200
+#: How often the daemon evaluates the sensors (seconds); tests lower it.
+SENSOR_INTERVAL_SECONDS = int(os.environ.get("REFRESH_ASSETS_SENSOR_INTERVAL_SECONDS", "30"))
 
 
 def _metadata_value(record, key, default=None):
@@ -42,7 +46,7 @@ def propagation_requests(instance: dg.DagsterInstance, cursor: str | None) -> tu
 
 @dg.sensor(
     job=propagation_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="When champion_model promoted a new version for D, run propagation_job for D (kept: nothing).",
 )

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import product
 from typing import TYPE_CHECKING, Any
 
@@ -427,6 +428,120 @@ def tune(
     return _run_search(algorithm, search, X_train, y_train, splits, seed, importance_rows, log)
 
 
+@dataclass
+class _FoldProbabilities:
+    """One time fold of the ensemble search: the members fitted once on its training rows and their
+    validation-row probabilities, cached so every candidate weight vector is scored without refitting."""
+
+    train_rows: np.ndarray
+    valid_rows: np.ndarray
+    models: list[Any]  # fitted clones of the members in member order; kept for the last fold only
+    classes: np.ndarray  # labels of the fold's training rows, sorted (VotingClassifier's classes_)
+    probabilities: np.ndarray  # (n_members, n_valid_rows, n_classes), as VotingClassifier stacks them
+
+
+def _fold_probabilities(
+    members: Sequence[tuple[str, Any]],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> list[_FoldProbabilities]:
+    """Fit a clone of every member once per fold, as VotingClassifier.fit would on that fold.
+
+    The members see the label-encoded target exactly like inside VotingClassifier (a no-op for 0/1
+    labels), so the cached probabilities are the very ones a fold's VotingClassifier would average. Only the
+    last fold keeps its fitted members (for the out-of-time importances): a forest on tens of thousands of
+    rows is large.
+    """
+    from sklearn.base import clone
+
+    folds = []
+    for position, (train_rows, valid_rows) in enumerate(splits):
+        classes, encoded = np.unique(y[train_rows], return_inverse=True)
+        X_fold, X_valid = X.iloc[train_rows], X.iloc[valid_rows]
+        fitted = [clone(member).fit(X_fold, encoded) for _, member in members]
+        probabilities = np.asarray([model.predict_proba(X_valid) for model in fitted])
+        kept = fitted if position == len(splits) - 1 else []
+        folds.append(_FoldProbabilities(train_rows, valid_rows, kept, classes, probabilities))
+    return folds
+
+
+@cache
+def _cached_soft_vote_class() -> type:
+    """A classifier that answers like a fitted VotingClassifier(voting="soft", weights) on one validation
+    frame, from that frame's cached member probabilities; lets any sklearn scorer score a weight vector.
+    Built lazily (and once) to keep sklearn out of import time; never saved, so skops never sees it."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class CachedSoftVote(ClassifierMixin, BaseEstimator):
+        def __init__(self, probabilities: np.ndarray, classes: np.ndarray, weights: Sequence[float]):
+            self.probabilities = probabilities
+            self.classes = classes
+            self.weights = weights
+
+        @property
+        def classes_(self) -> np.ndarray:
+            return self.classes
+
+        def __sklearn_is_fitted__(self) -> bool:
+            return True
+
+        def predict_proba(self, X: Any) -> np.ndarray:
+            if len(X) != self.probabilities.shape[1]:
+                raise ValueError(
+                    f"cached probabilities are for {self.probabilities.shape[1]} rows, got {len(X)}"
+                )
+            # the exact expression of VotingClassifier.predict_proba
+            return np.average(self.probabilities, axis=0, weights=self.weights)
+
+        def predict(self, X: Any) -> np.ndarray:
+            return self.classes[np.argmax(self.predict_proba(X), axis=1)]
+
+    return CachedSoftVote
+
+
+def _weight_scores(
+    folds: Sequence[_FoldProbabilities], weights: Sequence[float], scorer: Any, X: pd.DataFrame, y: np.ndarray
+) -> list[float]:
+    """Per-fold validation scores of the soft vote with these weights, from the cached probabilities:
+    what cross_val_score gives VotingClassifier(voting="soft", weights=weights) on the same folds."""
+    soft_vote = _cached_soft_vote_class()
+    return [
+        float(
+            scorer(
+                soft_vote(fold.probabilities, fold.classes, weights),
+                X.iloc[fold.valid_rows],
+                y[fold.valid_rows],
+            )
+        )
+        for fold in folds
+    ]
+
+
+def _fold_ensemble(
+    members: Sequence[tuple[str, Any]],
+    fold: _FoldProbabilities,
+    weights: Sequence[int],
+    X: pd.DataFrame,
+    y: np.ndarray,
+) -> Any:
+    """The ensemble with these weights fitted on the fold's training rows, reusing the fold's fitted members
+    (frozen, so VotingClassifier.fit does not refit them; sklearn >= 1.6). Older sklearn refits them."""
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.pipeline import Pipeline
+
+    try:
+        from sklearn.frozen import FrozenEstimator
+    except ImportError:  # pragma: no cover - sklearn < 1.6
+        fold_members = list(members)
+    else:
+        fold_members = [
+            (name, FrozenEstimator(model)) for (name, _), model in zip(members, fold.models, strict=True)
+        ]
+    ensemble = Pipeline([(MODEL_STEP, VotingClassifier(fold_members, voting="soft", weights=list(weights)))])
+    return ensemble.fit(X.iloc[fold.train_rows], y[fold.train_rows])
+
+
 def tune_ensemble(
     base_models: Mapping[str, TunedModel | Pipeline],
     X: pd.DataFrame,
@@ -445,8 +560,12 @@ def tune_ensemble(
     """Soft-voting ensemble of clones of the tuned base pipelines, tuned over the voting weights.
 
     Candidates come from an integer weight grid: equal weights always first, then a seeded random draw of
-    the rest up to the n_iter budget. Evaluated with GridSearchCV on that explicit list (rather than
-    RandomizedSearchCV sampling it) so the plain average is always one of the candidates tried.
+    the rest up to the n_iter budget, so the plain average is always one of the candidates tried.
+
+    The weights do not change what the members learn, so each member is fitted once per time fold and
+    every candidate is scored on the cached validation probabilities (the soft vote is their weighted
+    average); then the best weights (mean fold score, ties to the earliest candidate, as GridSearchCV
+    ranks them) are refitted on all rows. Cost: n_splits + 1 fits per member, whatever n_iter is.
     """
     if not base_models:
         raise ValueError("tune_ensemble needs at least one base model")
@@ -454,7 +573,7 @@ def tune_ensemble(
         raise ValueError(f"n_iter (the tuning budget) must be >= 1, got {n_iter}")
     from sklearn.base import clone
     from sklearn.ensemble import VotingClassifier
-    from sklearn.model_selection import GridSearchCV
+    from sklearn.metrics import check_scoring
     from sklearn.pipeline import Pipeline
 
     members = [
@@ -474,16 +593,60 @@ def tune_ensemble(
             f" {n_splits} time folds, {len(candidates)} of {len(grid)} weight vectors"
         )
     ensemble = Pipeline([(MODEL_STEP, VotingClassifier(members, voting="soft"))])
-    search = GridSearchCV(
-        ensemble,
-        {f"{MODEL_STEP}__weights": candidates},
-        cv=splits,
-        scoring=scoring,
-        refit=True,
-        n_jobs=1,
-        error_score="raise",
+    scorer = check_scoring(ensemble, scoring=scoring)
+    weights_key = f"{MODEL_STEP}__weights"
+
+    started = time.perf_counter()
+    with _one_thread():
+        folds = _fold_probabilities(members, X_train, y_train, splits)
+        fold_scores = np.array(
+            [_weight_scores(folds, weights, scorer, X_train, y_train) for weights in candidates],
+            dtype=np.float64,
+        )
+        mean_scores = np.average(fold_scores, axis=1)
+        # GridSearchCV's ranking: failed (NaN) candidates rank last, ties go to the earliest candidate
+        ranking = np.where(np.isnan(mean_scores), -np.inf, mean_scores)
+        best = int(np.argmax(ranking))
+        best_weights = candidates[best]
+        pipeline = clone(ensemble).set_params(**{weights_key: best_weights}).fit(X_train, y_train)
+    fit_seconds = time.perf_counter() - started
+
+    cv_scores = [float(score) for score in fold_scores[best]]
+    best_params = {weights_key: _json_safe(best_weights)}
+    if log:
+        for candidate in np.argsort(-ranking, kind="stable")[:5]:
+            params = {weights_key: _json_safe(candidates[candidate])}
+            mean_score = float(mean_scores[candidate])
+            log(f"ensemble: candidate {int(candidate)} mean={mean_score:.4f} params={params}")
+        log(
+            f"ensemble: best mean={float(mean_scores[best]):.4f} folds={[round(s, 4) for s in cv_scores]}"
+            f" params={best_params} in {fit_seconds:.1f}s ({len(members)} members x {len(splits) + 1} fits)"
+        )
+
+    importances: dict[str, float] = {}
+    if importance_rows > 0:
+        # Out-of-time permutation importance, as tune() computes it: the best weights over the members
+        # fitted on the last fold's (earlier) training rows, scored on its later validation rows.
+        last = folds[-1]
+        with _one_thread():
+            fold_model = _fold_ensemble(members, last, best_weights, X_train, y_train)
+        importances = feature_importances(
+            fold_model,
+            X_train.iloc[last.valid_rows],
+            y_train[last.valid_rows],
+            seed=seed,
+            max_rows=importance_rows,
+        )
+    return TunedModel(
+        algorithm="ensemble",
+        pipeline=pipeline,
+        best_params=best_params,
+        cv_score=float(mean_scores[best]),
+        cv_scores=cv_scores,
+        fit_seconds=float(fit_seconds),
+        feature_importances=importances,
+        n_train=int(len(X_train)),
     )
-    return _run_search("ensemble", search, X_train, y_train, splits, seed, importance_rows, log)
 
 
 # ----------------------------------------------------------------------------------------------- scoring

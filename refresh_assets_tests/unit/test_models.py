@@ -339,6 +339,89 @@ def test_tune_ensemble_matches_or_beats_weakest_member_and_is_its_weighted_avera
     assert all(member is not members[name].pipeline for name, member in voting.estimators)
 
 
+def test_cached_probability_scores_equal_cross_val_score_of_the_voting_classifier(data, tuned):
+    """Scoring a weight vector on the members' cached fold probabilities gives what sklearn's cross_val_score
+    gives VotingClassifier(voting="soft", weights=w) refitted on the same time folds, and tune_ensemble
+    reports exactly those fold scores for the weights it picks."""
+    from sklearn.base import clone
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import cross_val_score
+
+    X, y = data
+    X_model = models._model_frame(X)
+    splits = models.snapshot_time_splits(X["as_of_date"], n_splits=3)
+    members = [(name, clone(tuned[name].pipeline)) for name in models.BASE_ALGORITHMS]
+    folds = models._fold_probabilities(members, X_model, y, splits)
+    scorer = get_scorer("roc_auc")
+
+    def by_sklearn(weights):
+        voting = VotingClassifier(members, voting="soft", weights=list(weights))
+        return cross_val_score(voting, X_model, y, cv=splits, scoring="roc_auc", n_jobs=1)
+
+    for weights in ([1, 1, 1], [3, 1, 2], [0, 2, 1], [1, 0, 0]):
+        cached = models._weight_scores(folds, weights, scorer, X_model, y)
+        assert np.allclose(cached, by_sklearn(weights), rtol=0.0, atol=1e-9), weights
+
+    result = models.tune_ensemble(
+        {name: tuned[name] for name in models.BASE_ALGORITHMS},
+        X, y, X["as_of_date"], n_iter=6, seed=1, importance_rows=0,
+    )
+    expected = by_sklearn(result.best_params["model__weights"])
+    assert np.allclose(result.cv_scores, expected, rtol=0.0, atol=1e-9)
+    assert result.cv_score == pytest.approx(np.mean(expected), abs=1e-9)
+    # equal weights are always a candidate, so the chosen weights score at least as well
+    assert result.cv_score >= np.mean(by_sklearn([1, 1, 1])) - 1e-9
+
+
+@pytest.mark.parametrize(("n_splits", "importance_rows"), [(3, 0), (4, 100)])
+def test_tune_ensemble_fits_each_member_once_per_fold_plus_the_final_refit(
+    data, tuned, monkeypatch, n_splits, importance_rows
+):
+    """The cost does not grow with the weight budget: n_splits fold fits + 1 refit per member, and the
+    out-of-time importances reuse the last fold's fits (needs sklearn's FrozenEstimator, sklearn >= 1.6)."""
+    import functools
+    from collections import Counter
+
+    import skops.io
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    if importance_rows:
+        pytest.importorskip("sklearn.frozen")
+    fits: Counter[str] = Counter()
+
+    def counting(original):
+        @functools.wraps(original)
+        def fit(self, *args, **kwargs):
+            fits[type(self).__name__] += 1
+            return original(self, *args, **kwargs)
+
+        return fit
+
+    for model_class in (LogisticRegression, RandomForestClassifier, HistGradientBoostingClassifier):
+        monkeypatch.setattr(model_class, "fit", counting(model_class.fit))
+
+    X, y = data
+    result = models.tune_ensemble(
+        tuned, X, y, X["as_of_date"], n_iter=7, n_splits=n_splits, seed=0, importance_rows=importance_rows
+    )
+    assert fits == {
+        "LogisticRegression": n_splits + 1,
+        "RandomForestClassifier": n_splits + 1,
+        "HistGradientBoostingClassifier": n_splits + 1,
+    }
+    assert len(result.cv_scores) == n_splits
+    assert bool(result.feature_importances) == bool(importance_rows)
+    # the saved model stays a plain sklearn VotingClassifier pipeline the skops loader trusts
+    voting = result.pipeline.named_steps["model"]
+    assert type(voting).__name__ == "VotingClassifier"
+    assert voting.weights == result.best_params["model__weights"]
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(result.pipeline))
+    trusted_prefixes = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+    assert [name for name in untrusted if not name.startswith(trusted_prefixes)] == []
+
+
 # ----------------------------------------------------------------------------------------------- importances
 
 

@@ -1,0 +1,43 @@
+"""Run inputs: bad values are refused before any work, with a message naming the field."""
+
+import pytest
+
+from refresh_assets.cli import run_config_from_sets
+from refresh_assets.config import ConfigError, preflight
+
+
+def ops(**per_op):
+    return {"ops": {op: {"config": cfg} for op, cfg in per_op.items()}}
+
+
+def test_defaults_pass():
+    assert preflight({}, "2026-06-01") == []
+
+
+@pytest.mark.parametrize("run_config, partition, field", [
+    (ops(training_dataset={"data_start_date": "2026-07-01"}), "2026-06-01", "data_start_date"),
+    (ops(training_dataset={"data_start_date": "2026-13-01"}), "2026-06-01", "data_start_date"),
+    (ops(training_dataset={"data_start_date": "2026-05-20"}), "2026-06-01", "complete 14-day label"),
+    (ops(training_dataset={"label_horizon_days": 0}), "2026-06-01", "label_horizon_days"),
+    (ops(candidate_hist_gb={"tuning_budget": -1}), "2026-06-01", "candidate_hist_gb.tuning_budget"),
+    (ops(model_comparison={"algorithms": ["xgboost"]}), "2026-06-01", "model_comparison.algorithms"),
+    (ops(model_comparison={"algorithms": []}), "2026-06-01", "algorithms"),
+    (ops(model_comparison={"confidence": 1.5}), "2026-06-01", "model_comparison.confidence"),
+    ({}, "not-a-date", "partition key"),
+    (ops(candidate_xgboost={"tuning_budget": 2}), "2026-06-01", "unknown op"),
+])
+def test_bad_inputs_are_refused_naming_the_field(run_config, partition, field):
+    with pytest.raises(ConfigError, match=field):
+        preflight(run_config, partition)
+
+
+def test_cli_sets_go_to_every_op_that_has_the_field():
+    run_config, algorithms = run_config_from_sets(["tuning_budget=8", "min_improvement=0.01",
+                                                   "algorithms=logreg,hist_gb"])
+    cfg = run_config["ops"]
+    assert {op for op in cfg if "tuning_budget" in cfg[op]["config"]} == {
+        "candidate_logreg", "candidate_random_forest", "candidate_hist_gb", "candidate_ensemble"}
+    assert cfg["model_comparison"]["config"] == {"min_improvement": 0.01, "algorithms": ["logreg", "hist_gb"]}
+    assert algorithms == ["logreg", "hist_gb"]
+    with pytest.raises(ConfigError, match="unknown setting 'tuning_budgt'"):
+        run_config_from_sets(["tuning_budgt=3"])

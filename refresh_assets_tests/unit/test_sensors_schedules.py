@@ -1,0 +1,87 @@
+"""The promotion sensor on a real (temporary) instance holding real materialization events; the schedules."""
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from refresh_assets.definitions import defs
+from refresh_assets.schedules import daily_scoring_schedule, weekly_refresh_schedule
+from refresh_assets.sensors import promotion_sensor
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def champion_event(instance, partition, promoted, version):
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key="champion_model", partition=partition,
+        metadata={"promoted": promoted, "version": version}))
+
+
+def tick(instance, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    result = promotion_sensor(context)
+    return result.run_requests or [], result.cursor
+
+
+def test_promotion_requests_one_propagation_run_for_its_partition(instance):
+    champion_event(instance, "2026-06-01", True, 1)
+    requests, cursor = tick(instance)
+    assert [(r.partition_key, r.run_key) for r in requests] == [("2026-06-01", "propagate-2026-06-01-v1")]
+    assert requests[0].tags["refresh_assets/trigger"] == "promotion"
+    # the same event is not requested twice
+    again, cursor2 = tick(instance, cursor)
+    assert again == [] and cursor2 == cursor
+
+
+def test_kept_champion_requests_nothing(instance):
+    champion_event(instance, "2026-06-08", False, 1)
+    requests, cursor = tick(instance)
+    assert requests == [] and cursor is not None
+
+
+def test_mixed_events_request_only_the_promotions_in_order(instance):
+    champion_event(instance, "2026-06-01", True, 1)
+    champion_event(instance, "2026-06-08", False, 1)
+    champion_event(instance, "2026-06-15", True, 2)
+    requests, _ = tick(instance)
+    assert [r.partition_key for r in requests] == ["2026-06-01", "2026-06-15"]
+
+
+def test_sensors_on_by_default_schedules_off():
+    assert promotion_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert weekly_refresh_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert daily_scoring_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_schedules_request_the_latest_complete_partition():
+    monday = dt.datetime(2026, 6, 8, 4, 0, tzinfo=dt.timezone.utc)
+    context = dg.build_schedule_context(scheduled_execution_time=monday)
+    request = weekly_refresh_schedule(context)
+    assert request.partition_key == "2026-06-07" and request.run_key == "weekly_refresh_schedule-2026-06-07"
+    assert weekly_refresh_schedule.job_name == "refresh_job"
+    context = dg.build_schedule_context(scheduled_execution_time=monday.replace(hour=6))
+    assert daily_scoring_schedule(context).partition_key == "2026-06-07"
+    too_early = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))
+    assert isinstance(weekly_refresh_schedule(too_early), dg.SkipReason)
+
+
+def test_asset_graph_lineage():
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
+               for k in graph.get_all_asset_keys()}
+    assert parents["candidate_logreg"] == {"training_dataset"}
+    assert parents["candidate_ensemble"] == {"training_dataset", "candidate_logreg", "candidate_random_forest",
+                                             "candidate_hist_gb"}
+    assert parents["model_comparison"] >= {"training_dataset", "candidate_ensemble"}
+    assert parents["champion_model"] == {"model_comparison"}
+    assert parents["production_scores"] == {"training_dataset", "champion_model"}
+    assert parents["champion_shadow_test"] == {"training_dataset", "champion_model"}
+    job = defs.resolve_job_def("refresh_job")
+    assert {n.name for n in job.nodes} == {"training_dataset", "candidate_logreg", "candidate_random_forest",
+                                           "candidate_hist_gb", "candidate_ensemble", "model_comparison",
+                                           "champion_model"}
