@@ -3,7 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DAGSTER_HOME_EMBEDDED := $(CURDIR)/data/dagster_home
+DATA ?= data
+DAGSTER_HOME_EMBEDDED = $(abspath $(DATA))/dagster_home
 
 .PHONY: install run test test-unit ui lock validate clean
 
@@ -31,11 +32,15 @@ test-unit: install
 	$(BIN)/python -m pytest -m "not integration" refresh_assets_tests
 
 validate: install
+	mkdir -p $(DAGSTER_HOME_EMBEDDED)
 	DAGSTER_HOME=$(DAGSTER_HOME_EMBEDDED) $(BIN)/dagster definitions validate -w workspace.yaml
 
+# The Dagster UI and its daemon (dagster dev) on 127.0.0.1, embedded SQLite storage under $(DATA)/dagster_home.
 ui: install
 	mkdir -p $(DAGSTER_HOME_EMBEDDED)
-	DAGSTER_HOME=$(DAGSTER_HOME_EMBEDDED) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	test -f $(DAGSTER_HOME_EMBEDDED)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME_EMBEDDED)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_EMBEDDED) REFRESH_ASSETS_DATA_DIR=$(abspath $(DATA)) \
+	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:
 	rm -rf data/outputs data/registry data/dagster_home data/warehouse
