@@ -96,7 +96,7 @@ def partition_summary(partition: str) -> str:
         stats = store.read_manifest(data_dir)["stats"]
         lines.append("dataset: " + ", ".join(
             f"{name} {s['rows']} rows" + (f" (label rate {s['label_rate']:.3f})" if s.get("label_rate") is not None else "")
-            for name, s in stats.items()))
+            for name, s in ((k, stats[k]) for k in ("train", "holdout", "scoring") if k in stats)))
     comp_dir = store.current("model_comparison", partition)
     if comp_dir is None:
         lines.append("no comparison for this partition")
@@ -245,7 +245,8 @@ def cmd_demo(args) -> int:
               f"{time.perf_counter() - t0:.0f}s; propagation runs requested by promotion_sensor: "
               f"{len(outcome.propagation_runs)})\n", flush=True)
     print(champion_report(False))
-    print(f"\noutputs and manifests under {data / 'outputs'}; browse the runs with `make ui`")
+    print(f"\noutputs and manifests under {data / 'outputs'}")
+    print(f"browse these runs in the Dagster UI: make ui DATA={os.path.relpath(data)}")
     return 0 if ok else 1
 
 
