@@ -26,7 +26,7 @@ run: install
 	$(BIN)/refresh-assets --data-dir data/demo demo
 
 test: install
-	$(BIN)/python -m pytest -n 2 --timeout 900 refresh_assets_tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 1200 refresh_assets_tests
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" refresh_assets_tests

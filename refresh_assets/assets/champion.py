@@ -34,28 +34,39 @@ def champion_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
     record = json.loads((comparison_dir / DECISION_FILE).read_text())
     models = registry.registry()
     before = models.current_champion()
+    compared = record.get("champion_version")
+    winner = record.get("challenger_output") or {}
+    already_promoted = (record["promote"] and before is not None
+                        and before.model_sha256 == winner.get("model_sha256")
+                        and before.partition_key == audit.partition_key)
+    if record["promote"] and not already_promoted and (before.version if before else None) != compared:
+        # Another run changed the champion after this comparison: promoting now would skip the comparison
+        # with the champion actually in force. Fail without touching anything; re-run the refresh.
+        raise RuntimeError(
+            f"the champion changed since the comparison (compared with "
+            f"{'v' + str(compared) if compared else 'no champion'}, now "
+            f"{'v' + str(before.version) if before else 'none'}): re-run model_comparison and champion_model"
+        )
     promoted = False
-    if record["promote"]:
-        winner = record["challenger_output"]
-        if before is not None and before.model_sha256 == winner["model_sha256"] \
-                and before.partition_key == audit.partition_key:
-            # A re-executed step after a promotion that already landed: do not promote the same model twice.
-            audit.log(f"v{before.version} is already this partition's promoted model; nothing to do")
-            champion = before
-            promoted = True
-        else:
-            with audit.timed("promote"):
-                champion = models.promote(
-                    Path(winner["output_dir"]) / "model.skops",
-                    algorithm=record["challenger"],
-                    partition_key=audit.partition_key,
-                    metrics=record["metrics"][record["challenger"]],
-                    dataset_hash=record["dataset_hash"],
-                    run_id=audit.run_id,
-                    reason=record["decision"]["reason"],
-                )
-            promoted = True
-            audit.log(f"promoted {champion.algorithm} as v{champion.version}: {record['decision']['reason']}")
+    if already_promoted:
+        # A re-executed step after a promotion that already landed: do not promote the same model twice.
+        audit.log(f"v{before.version} is already this partition's promoted model; nothing to do")
+        champion = before
+        promoted = True
+    elif record["promote"]:
+        with audit.timed("promote"):
+            champion = models.promote(
+                Path(winner["output_dir"]) / "model.skops",
+                algorithm=record["challenger"],
+                partition_key=audit.partition_key,
+                metrics=record["metrics"][record["challenger"]],
+                dataset_hash=record["dataset_hash"],
+                run_id=audit.run_id,
+                reason=record["decision"]["reason"],
+                expected_sha256=winner["model_sha256"],
+            )
+        promoted = True
+        audit.log(f"promoted {champion.algorithm} as v{champion.version}: {record['decision']['reason']}")
     else:
         champion = before
         audit.log(f"kept v{before.version} ({before.algorithm}): {record['decision']['reason']}")
@@ -63,7 +74,8 @@ def champion_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
         "promoted": promoted,
         "version": champion.version,
         "algorithm": champion.algorithm,
-        "previous_version": before.version if before is not None and before.version != champion.version else None,
+        # the champion this decision was compared with, which a promotion replaced
+        "previous_version": compared if promoted else None,
         "champion_partition": champion.partition_key,
         "model_sha256": champion.model_sha256,
         "reason": record["decision"]["reason"],

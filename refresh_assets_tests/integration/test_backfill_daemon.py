@@ -1,17 +1,18 @@
-"""A Dagster backfill of refresh_job over several partitions, run by a real daemon, ends green.
+"""An asset backfill of the refresh over several partitions, run by a real daemon, ends green.
 
-No step is skipped through optional outputs: a kept champion materializes with promoted=false, so an
-asset backfill never reports a partition as failed (dagster-io/dagster#34219).
+Launched over the webserver's GraphQL API exactly as the UI does (`launchPartitionBackfill`). No step is
+skipped through optional outputs: a kept champion materializes with promoted=false, so the backfill never
+reports a partition as failed (dagster-io/dagster#34219).
 """
 
-import subprocess
+import json
+import urllib.request
 
 import dagster as dg
 import pytest
 
+from refresh_assets_tests.conftest import FAST_RUN_CONFIG
 from refresh_assets_tests.integration.dagster_processes import (
-    BIN,
-    REPO,
     dagster_processes,
     project_env,
     wait_for,
@@ -20,47 +21,68 @@ from refresh_assets_tests.integration.dagster_processes import (
 
 pytestmark = pytest.mark.integration
 
-PARTITIONS = ["2026-04-06", "2026-04-07", "2026-04-08"]
+PARTITIONS = ["2026-04-06", "2026-04-07"]
+REFRESH_ASSETS = ["training_dataset", "candidate_logreg", "candidate_random_forest", "candidate_hist_gb",
+                  "candidate_ensemble", "model_comparison", "champion_model"]
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on PartitionSetNotFoundError { message }
+  }
+}"""
 
-def test_backfill_over_several_partitions_ends_green(tmp_path, drift_warehouse):
+
+def graphql(port: int, query: str, variables: dict) -> dict:
+    body = json.dumps({"query": query, "variables": variables}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_asset_backfill_over_several_partitions_ends_green(tmp_path, drift_warehouse):
     home, data = tmp_path / "home", tmp_path / "data"
     write_instance_yaml(home, storage={"sqlite": {"base_dir": str(home / "storage")}})
     env = project_env(home, data, drift_warehouse)
-    subprocess.run([str(BIN / "dagster"), "job", "backfill", "-w", str(REPO / "workspace.yaml"), "-j", "refresh_job",
-                    "--from", PARTITIONS[0], "--to", PARTITIONS[-1], "--noprompt"],
-                   env=env, cwd=REPO, check=True, capture_output=True)
     with dg.DagsterInstance.from_config(str(home)) as instance, \
-            dagster_processes(env, tmp_path / "logs", webserver=False):
-        backfill = instance.get_backfills()[0]
+            dagster_processes(env, tmp_path / "logs") as port:
+        answer = graphql(port, LAUNCH_BACKFILL, {"params": {
+            "partitionNames": PARTITIONS,
+            "assetSelection": [{"path": [key]} for key in REFRESH_ASSETS],
+            "runConfigData": FAST_RUN_CONFIG,
+            # one refresh at a time: the instance's run queue limits this tag (dagster.yaml)
+            "tags": [{"key": "refresh_assets/kind", "value": "refresh"}],
+        }})
+        result = answer["data"]["launchPartitionBackfill"]
+        assert result["__typename"] == "LaunchBackfillSuccess", answer
+        backfill_id = result["backfillId"]
 
-        def backfill_runs():
-            return instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
+        def finished():
+            status = instance.get_backfill(backfill_id).status.value
+            return status if status not in ("REQUESTED", "CANCELING") else None
 
-        wait_for(lambda: len(backfill_runs()) == len(PARTITIONS) and all(r.status in DONE for r in backfill_runs()),
-                 timeout=900, interval=3, what="the backfill's runs")
-        runs = backfill_runs()
-        assert sorted(r.tags["dagster/partition"] for r in runs) == PARTITIONS
-        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * len(PARTITIONS)
-        wait_for(lambda: instance.get_backfill(backfill.backfill_id).status.value.startswith("COMPLETED"),
-                 timeout=120, interval=2, what="the backfill to complete")
-        assert instance.get_backfill(backfill.backfill_id).status.value == "COMPLETED_SUCCESS"
+        status = wait_for(finished, timeout=900, interval=3, what="the backfill to finish")
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        assert status == "COMPLETED_SUCCESS", (status, [(r.tags.get("dagster/partition"), r.status) for r in runs])
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert sorted({r.tags["dagster/partition"] for r in runs}) == PARTITIONS
 
-        # the first refresh promoted: the promotion sensor, run by the daemon, chained exactly one propagation
-        def propagation_runs():
-            return instance.get_runs(filters=dg.RunsFilter(job_name="propagation_job"))
+        promoted = [p for p in PARTITIONS if instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("champion_model"), asset_partitions=[p]), limit=1
+        ).records[0].asset_materialization.metadata["promoted"].value]
+        assert promoted[:1] == [PARTITIONS[0]]
 
-        wait_for(lambda: propagation_runs() and all(r.status in DONE for r in propagation_runs()),
-                 timeout=300, interval=3, what="the propagation run")
-        promoted = []
-        for partition in PARTITIONS:
-            record = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey("champion_model"), asset_partitions=[partition]),
-                limit=1).records[0]
-            if record.asset_materialization.metadata["promoted"].value:
-                promoted.append(partition)
-        assert promoted[0] == PARTITIONS[0]
-        chained = propagation_runs()
+        # the promotion sensor, run by the daemon, chained exactly the promoted partitions' propagation
+        def propagation_done():
+            chained = instance.get_runs(filters=dg.RunsFilter(job_name="propagation_job"))
+            return chained if len(chained) == len(promoted) and all(r.status in DONE for r in chained) else None
+
+        chained = wait_for(propagation_done, timeout=300, interval=3, what="the propagation runs")
         assert sorted(r.tags["dagster/partition"] for r in chained) == sorted(promoted)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in chained)
