@@ -112,6 +112,31 @@ class ScoringConfig(dg.Config):
     top_k_share: float = Field(default=0.1, gt=0.0, le=0.5, description="Share of players flagged as most at risk.")
 
 
+class DriftConfig(dg.Config):
+    """How the drift check compares D's scoring population with the champion's training data."""
+
+    drift_share: float = Field(
+        default=0.5, gt=0.0, le=1.0,
+        description="Dataset drift when at least this share of the feature columns drifted.",
+    )
+    num_method: str | None = Field(default=None, description="Evidently stat test for numeric columns; empty: Evidently's default (normed Wasserstein above 1000 rows).")
+    cat_method: str | None = Field(default=None, description="Evidently stat test for categorical columns; empty: Evidently's default (Jensen-Shannon above 1000 rows).")
+    per_column_method: dict[str, str] = Field(default_factory=dict, description="Column -> Evidently stat test, overriding the above.")
+    per_column_threshold: dict[str, float] = Field(default_factory=dict, description="Column -> drift threshold for its test.")
+    sample_size: int = Field(default=50_000, ge=1001, description="Seeded rows per side Evidently sees (speed on big data).")
+    random_seed: int = Field(default=0, description="Seed of the sample.")
+
+    def settings(self):
+        from refresh_assets.core.drift import DriftSettings
+
+        return DriftSettings(
+            drift_share=self.drift_share, num_method=self.num_method or None, cat_method=self.cat_method or None,
+            per_column_method=dict(self.per_column_method) or None,
+            per_column_threshold=dict(self.per_column_threshold) or None,
+            sample_size=self.sample_size, seed=self.random_seed,
+        )
+
+
 #: Which Config class each asset (op) of the refresh takes: used by preflight and the CLI.
 OP_CONFIGS: dict[str, type[dg.Config]] = {
     "training_dataset": DatasetConfig,

@@ -6,27 +6,29 @@ from refresh_assets.assets.candidates import candidate_assets
 from refresh_assets.assets.champion import champion_model
 from refresh_assets.assets.comparison import model_comparison
 from refresh_assets.assets.dataset import training_dataset
+from refresh_assets.assets.drift import drift_report
 from refresh_assets.assets.scoring import champion_shadow_test, production_scores
 from refresh_assets.jobs import propagation_job, refresh_job, scoring_job
 from refresh_assets.resources import ArtifactStore, Registry, Warehouse
 from refresh_assets.schedules import daily_scoring_schedule, weekly_refresh_schedule
-from refresh_assets.sensors import promotion_sensor
+from refresh_assets.sensors import DriftTriggerPolicy, drift_sensor, promotion_sensor
 
 
 def default_resources() -> dict:
     """Resources from the environment (REFRESH_ASSETS_DATA_DIR, REFRESH_ASSETS_WAREHOUSE) or data/."""
-    return {"warehouse": Warehouse(), "artifacts": ArtifactStore(), "registry": Registry()}
+    return {"warehouse": Warehouse(), "artifacts": ArtifactStore(), "registry": Registry(),
+            "drift_policy": DriftTriggerPolicy()}
 
 
 def build_defs(resources: dict | None = None) -> dg.Definitions:
     """The whole code location; tests pass their own resources (temporary folders)."""
     return dg.Definitions(
         assets=[training_dataset, *candidate_assets, model_comparison, champion_model, champion_shadow_test,
-                production_scores],
+                production_scores, drift_report],
         jobs=[refresh_job, propagation_job, scoring_job],
         schedules=[weekly_refresh_schedule, daily_scoring_schedule],
-        sensors=[promotion_sensor],
-        resources=resources or default_resources(),
+        sensors=[promotion_sensor, drift_sensor],
+        resources={**default_resources(), **(resources or {})},
     )
 
 

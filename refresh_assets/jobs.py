@@ -10,6 +10,7 @@ from refresh_assets.assets.candidates import candidate_assets
 from refresh_assets.assets.champion import CHAMPION
 from refresh_assets.assets.comparison import COMPARISON
 from refresh_assets.assets.dataset import DATASET
+from refresh_assets.assets.drift import DRIFT
 from refresh_assets.assets.scoring import SCORES, SHADOW
 from refresh_assets.partitions import daily_partitions
 
@@ -46,9 +47,9 @@ propagation_job = dg.define_asset_job(
 
 scoring_job = dg.define_asset_job(
     name="scoring_job",
-    selection=dg.AssetSelection.assets(SCORES),
+    selection=dg.AssetSelection.assets(SCORES, DRIFT),
     partitions_def=daily_partitions,
-    description="Score D's population with the champion in force.",
+    description="Score D's population with the champion in force, and check it for drift (daily).",
     op_retry_policy=retry_policy_from_env(),
     tags={"refresh_assets/kind": "scoring"},
 )

@@ -1,0 +1,90 @@
+"""Monitoring: does D's scoring population still look like the data the champion was trained on?"""
+
+import dagster as dg
+
+from refresh_assets.assets.champion import CHAMPION
+from refresh_assets.assets.dataset import DATASET
+from refresh_assets.audit import MissingInputError, StepAudit, output_metadata, read_input
+from refresh_assets.config import DriftConfig
+from refresh_assets.partitions import daily_partitions
+from refresh_assets.resources import ArtifactStore, Registry
+
+DRIFT = "drift_report"
+DRIFT_CHECK = "no_dataset_drift"
+NON_FEATURES = ("entity_id", "as_of_date", "label")
+
+
+def champion_training_dir(store, champion):
+    """The exact dataset output the champion was trained on (same partition, same dataset hash)."""
+    for output_dir in reversed(store.list_outputs(DATASET, champion.partition_key)):
+        if store.read_manifest(output_dir).get("dataset_hash") == champion.dataset_hash:
+            return output_dir
+    raise MissingInputError(
+        f"the training data of champion v{champion.version} (training_dataset {champion.partition_key}, "
+        f"hash {champion.dataset_hash[:12]}) is no longer in the output store"
+    )
+
+
+@dg.asset(
+    name=DRIFT,
+    partitions_def=daily_partitions,
+    deps=[DATASET, CHAMPION],
+    group_name="monitoring",
+    kinds={"evidently"},
+    check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset=DRIFT, blocking=False,
+                                   description="Warns when the scoring population drifted from the champion's "
+                                               "training data (share of drifted columns >= drift_share).")],
+    description="Evidently data drift: D's scoring population vs the current champion's training data.",
+)
+def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifacts: ArtifactStore,
+                 registry: Registry) -> dg.MaterializeResult:
+    import pandas as pd
+
+    from refresh_assets.core import drift
+
+    audit = StepAudit(context, DRIFT, config)
+    store = artifacts.store()
+    data_dir, _ = read_input(audit, store, DATASET)
+    champion = registry.registry().current_champion()
+    if champion is None:
+        raise MissingInputError("no champion yet: there is no training data to compare with")
+    reference_dir = champion_training_dir(store, champion)
+    audit.record_input(f"{DATASET}@{champion.partition_key}", reference_dir, store.read_manifest(reference_dir))
+    current = pd.read_parquet(data_dir / "scoring.parquet")
+    reference = pd.read_parquet(reference_dir / "train.parquet")
+    columns = [c for c in current.columns if c not in NON_FEATURES]
+    audit.log(f"drift check: {len(current)} scoring rows at {audit.partition_key} vs {len(reference)} training rows "
+              f"of champion v{champion.version} ({champion.partition_key}), {len(columns)} columns")
+    with store.stage(DRIFT, audit.partition_key, audit.run_id) as out:
+        with audit.timed("evidently"):
+            result = drift.check_drift(reference, current, columns, config.settings(),
+                                       html_path=out.path / "drift_report.html")
+        out.add_file("drift_report.html")
+        out.write_json("drift.json", result.to_dict())
+        drifted = [c.column for c in result.columns if c.drifted]
+        audit.log(f"dataset drift: {result.dataset_drift} ({len(drifted)}/{len(result.columns)} columns drifted, "
+                  f"share {result.drift_share:.2f} vs threshold {result.share_threshold:.2f}): {drifted}")
+        final = audit.commit(out, {"drift": result.to_dict(), "champion_version": champion.version,
+                                   "reference_partition": champion.partition_key})
+    figures = {"dataset_drift": result.dataset_drift, "drift_share": round(result.drift_share, 4),
+               "drifted_columns": len(drifted), "columns_checked": len(result.columns)}
+    return dg.MaterializeResult(
+        metadata={
+            **output_metadata(final),
+            **figures,
+            "share_threshold": result.share_threshold,
+            "columns": dg.MetadataValue.md(result.markdown_table()),
+            "report_html": dg.MetadataValue.path(str(final / "drift_report.html")),
+            "champion_version": champion.version,
+            "reference_partition": champion.partition_key,
+            "sampled_rows": f"{result.sampled_rows[0]} reference / {result.sampled_rows[1]} current",
+            "seconds": round(result.seconds, 2),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name=DRIFT_CHECK,
+            passed=not result.dataset_drift,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(f"{len(drifted)} of {len(result.columns)} columns drifted: {', '.join(drifted) or 'none'}"),
+            metadata=figures,
+        )],
+    )
