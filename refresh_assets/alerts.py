@@ -1,0 +1,62 @@
+"""Alert on every failed run of this code location; the logic lives in core/alerts.py.
+
+Channels come from the environment only, so that no token or URL is ever part of the definitions:
+REFRESH_ASSETS_ALERT_FILE (default <data dir>/alerts/alerts.jsonl, always written),
+REFRESH_ASSETS_ALERT_WEBHOOK_URL, REFRESH_ASSETS_SLACK_TOKEN + REFRESH_ASSETS_SLACK_CHANNEL, and
+REFRESH_ASSETS_UI_URL for the link to the run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from refresh_assets.core.alerts import build_record, deliver, error_text
+
+#: How often the daemon looks for new failed runs (seconds); same knob as the other sensors.
+ALERT_INTERVAL_SECONDS = int(os.environ.get("REFRESH_ASSETS_SENSOR_INTERVAL_SECONDS", "30"))
+
+
+def alert_file() -> Path:
+    """REFRESH_ASSETS_ALERT_FILE, else <data dir>/alerts/alerts.jsonl."""
+    from refresh_assets import settings
+
+    return Path(os.environ.get("REFRESH_ASSETS_ALERT_FILE") or settings.data_dir() / "alerts" / "alerts.jsonl")
+
+
+def _step_failures(context: dg.RunFailureSensorContext) -> list[tuple[str | None, str | None]]:
+    """(step key, innermost error message) per failed step, in the order they failed."""
+    failures = []
+    for event in context.get_step_failure_events():
+        data = event.event_specific_data
+        failures.append((event.step_key, error_text(getattr(data, "error", None)) or event.message))
+    return failures
+
+
+@dg.run_failure_sensor(
+    name="failure_alert_sensor",
+    minimum_interval_seconds=ALERT_INTERVAL_SECONDS,
+    monitor_all_code_locations=False,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When a run of this code location fails, append it to the alert file and send it to the "
+                "webhook / Slack configured in the environment (each channel fails on its own, logged).",
+)
+def failure_alert_sensor(context: dg.RunFailureSensorContext):
+    run = context.dagster_run
+    try:
+        steps = _step_failures(context)
+    except Exception as error:  # the alert matters more than its detail: fall back to the run's message
+        context.log.warning(f"could not read step failures of run {run.run_id}: {error}")
+        steps = []
+    failure = context.failure_event
+    run_message = error_text(getattr(failure.event_specific_data, "error", None)) or failure.message
+    record = build_record(job=run.job_name, partition=run.tags.get("dagster/partition"), run_id=run.run_id,
+                          step_failures=steps, run_failure_message=run_message,
+                          ui_url=os.environ.get("REFRESH_ASSETS_UI_URL"))
+    deliver(record, alert_file=alert_file(),
+            webhook_url=os.environ.get("REFRESH_ASSETS_ALERT_WEBHOOK_URL"),
+            slack_token=os.environ.get("REFRESH_ASSETS_SLACK_TOKEN"),
+            slack_channel=os.environ.get("REFRESH_ASSETS_SLACK_CHANNEL"),
+            log=context.log.info, warn=context.log.error)
