@@ -209,6 +209,28 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+def cmd_trigger(args) -> int:
+    from refresh_assets import trigger
+
+    run_config, _ = run_config_from_sets(args.set or [])
+    tags = dict(t.split("=", 1) for t in (args.tag or []))
+    run_id = trigger.launch(args.host, args.port, args.job, args.partition, run_config or None, tags or None)
+    print(run_id, flush=True)
+    if not args.wait:
+        return 0
+    status = trigger.wait(args.host, args.port, run_id, timeout=args.timeout)
+    print(f"run {run_id}: {status}")
+    return 0 if status == "SUCCESS" else 1
+
+
+def cmd_cancel(args) -> int:
+    from refresh_assets import trigger
+
+    trigger.cancel(args.host, args.port, args.run_id)
+    print(f"run {args.run_id}: termination requested")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Simulate (if absent), refresh the last two weekly dates, chain propagation, print the summary."""
     from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
@@ -281,6 +303,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reason", default="manual rollback")
     p.set_defaults(func=cmd_rollback)
 
+    p = sub.add_parser("trigger", help="launch a job on a running webserver through its GraphQL API")
+    p.add_argument("--job", default="refresh_job")
+    p.add_argument("--partition", help="the partition (refresh date D), YYYY-MM-DD")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a run input, e.g. tuning_budget=8")
+    p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="a run tag")
+    p.add_argument("--host", default=os.environ.get("REFRESH_ASSETS_WEBSERVER_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("REFRESH_ASSETS_WEBSERVER_PORT", "3000")))
+    p.add_argument("--wait", action="store_true", help="follow the run to its end; exit 1 unless it succeeded")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits")
+    p.set_defaults(func=cmd_trigger)
+
+    p = sub.add_parser("cancel", help="terminate a run through the GraphQL API")
+    p.add_argument("run_id")
+    p.add_argument("--host", default=os.environ.get("REFRESH_ASSETS_WEBSERVER_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("REFRESH_ASSETS_WEBSERVER_PORT", "3000")))
+    p.set_defaults(func=cmd_cancel)
+
     p = sub.add_parser("demo", help="what `make run` does: simulate, refresh two dates, print the summary")
     p.add_argument("--no-reset", dest="reset", action="store_false",
                    help="keep earlier demo outputs, registry and runs (default: start the demo afresh)")
@@ -295,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a clear one-line error for the known failures of the remote commands
+        if type(exc).__name__ in ("TriggerError", "DagsterGraphQLClientError", "TimeoutError"):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":
