@@ -165,6 +165,7 @@ def cmd_simulate(args) -> int:
 
     cfg = SimulationConfig(
         n_players=args.players, days=args.days, start_date=dt.date.fromisoformat(args.start), seed=args.seed,
+        warmup_days=args.warmup_days,
         drift_date=dt.date.fromisoformat(args.drift_date) if args.drift_date else None,
         concept_drift=args.concept_drift, covariate_drift=args.covariate_drift,
     )
@@ -242,7 +243,8 @@ def cmd_demo(args) -> int:
     cfg = SimulationConfig()
     warehouse = settings.warehouse_path()
     if not warehouse.exists():
-        print(f"simulating {cfg.n_players} players x {cfg.days} days into {warehouse} ...", flush=True)
+        print(f"simulating {cfg.total_players()} players ({cfg.n_players} installing in the {cfg.days}-day window, "
+              f"the rest in {cfg.warmup_days} warm-up days) into {warehouse} ...", flush=True)
         warehouse.parent.mkdir(parents=True, exist_ok=True)
         summary = simulate_to_duckdb(cfg, warehouse)
         print(f"  {summary['session_rows']} session rows, {summary['purchase_rows']} purchases "
@@ -282,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=182)
     p.add_argument("--start", default="2026-01-05")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--warmup-days", type=int, default=365,
+                   help="history simulated before --start so the population is steady (default 365)")
     p.add_argument("--drift-date")
     p.add_argument("--concept-drift", type=float, default=0.0)
     p.add_argument("--covariate-drift", type=float, default=0.0)

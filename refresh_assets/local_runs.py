@@ -66,7 +66,8 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name:
     """Evaluate one sensor on the instance, execute the runs it requests in process, keep its cursor."""
     sensor_def = defs.resolve_sensor_def(sensor_name)
     context = dg.build_sensor_context(instance=instance, cursor=_load_cursor(instance, sensor_name),
-                                      definitions=defs, sensor_name=sensor_name)
+                                      definitions=defs, sensor_name=sensor_name,
+                                      resources=dict(defs.resources or {}))
     result = sensor_def(context)
     requests = list(result.run_requests or []) if isinstance(result, dg.SensorResult) else list(result or [])
     cursor = result.cursor if isinstance(result, dg.SensorResult) and result.cursor is not None else context.cursor

@@ -28,12 +28,13 @@ FAST_RUN_CONFIG = {
 
 @pytest.fixture(scope="session")
 def drift_warehouse(tmp_path_factory) -> Path:
-    """4,000 players over 182 days; the churn relation changes (concept drift 1.0) on DRIFT_DATE."""
+    """4,000 players over 182 days (plus warm-up); from DRIFT_DATE the churn relation changes (concept drift
+    1.0) and 60% of new installs come from a new channel that behaves differently (covariate drift 0.6)."""
     from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
 
     path = tmp_path_factory.mktemp("warehouse") / "raw.duckdb"
     simulate_to_duckdb(SimulationConfig(n_players=4000, days=182, start_date=SIM_START, seed=7,
-                                        drift_date=DRIFT_DATE, concept_drift=1.0), path)
+                                        drift_date=DRIFT_DATE, concept_drift=1.0, covariate_drift=0.6), path)
     return path
 
 

@@ -2,6 +2,7 @@
 
 
 import datetime as dt
+import os
 
 import dagster as dg
 
@@ -12,6 +13,9 @@ from refresh_assets.partitions import daily_partitions
 from refresh_assets.resources import ArtifactStore, Warehouse
 
 DATASET = "training_dataset"
+#: Retries of the query on transient DuckDB errors (a locked file), separate from the step RetryPolicy.
+TRANSIENT_RETRIES = int(os.environ.get("REFRESH_ASSETS_QUERY_RETRY_MAX", "5"))
+TRANSIENT_WAIT_SECONDS = float(os.environ.get("REFRESH_ASSETS_QUERY_RETRY_DELAY_SECONDS", "10"))
 FRAMES = ("train", "holdout", "scoring")
 
 
@@ -30,8 +34,16 @@ def training_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, w
 
     audit = StepAudit(context, DATASET, config)
     spec = config.spec(dt.date.fromisoformat(context.partition_key))
-    with audit.timed("query"), warehouse.connect() as con:
-        frames = features.build_dataset(con, spec, warehouse.query_path, log=audit.log)
+    try:
+        with audit.timed("query"), warehouse.connect() as con:
+            frames = features.build_dataset(con, spec, warehouse.query_path, log=audit.log)
+    except Exception as exc:
+        if not features.is_transient(exc):
+            raise
+        # A locked or briefly unreachable warehouse: ask Dagster to run this step again later. A SQL error
+        # is not retried: it would fail the same way every time.
+        audit.log(f"transient warehouse error, step retry requested: {exc}", "warning")
+        raise dg.RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_SECONDS) from exc
     hashes = {name: frame_hash(getattr(frames, name)) for name in FRAMES}
     dataset_hash = frame_hash_of(hashes)
     with artifacts.store().stage(DATASET, context.partition_key, audit.run_id) as out, audit.timed("write"):

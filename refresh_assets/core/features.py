@@ -34,6 +34,22 @@ class DatasetContractError(ValueError):
     """The query's output or the requested window breaks the dataset contract."""
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A DuckDB error worth retrying (the file is locked by another process, an I/O hiccup), not a SQL error.
+
+    SQL mistakes (parser, binder, catalog errors) and contract violations fail the same way every time.
+    """
+    import duckdb
+
+    if isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
+                        DatasetContractError)):
+        return False
+    if isinstance(exc, duckdb.IOException):
+        return True
+    message = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and ("lock" in message or "could not open" in message)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """What to build for refresh date ``as_of_date`` (the partition key)."""

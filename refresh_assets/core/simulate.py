@@ -4,19 +4,41 @@ Why it exists: the pipeline needs a warehouse whose churn is *learnable* from th
 activity trend, tenure, spend, level progress) and whose behaviour can be made to drift on purpose, so the
 refresh logic (retrain, compare, promote) can be exercised end to end without real data.
 
-Mechanics in short: players install over the window (launch cohort on day 0 + steady inflow); each has a
-latent engagement = baseline (platform/channel shifted) + per-player slope * tenure (some players decline) +
-AR(1) noise. An alive player plays with probability sigmoid(engagement) unless on a short break (3-13 days, so
-silence alone does not prove churn); sessions ~ 1 + Poisson, minutes ~ gamma, level climbs with accumulated
-minutes; spenders buy on play days. Each day an alive player quits for good with a logistic hazard of the
-same rolling quantities the SQL computes (7d/28d minutes trend, recency, active days, tenure, spend, platform,
-level plateau), plus an unobserved per-player frailty. ``concept_drift`` changes that hazard from
+Mechanics in short: players install at a steady daily rate; each has a latent engagement = baseline
+(platform/channel shifted) + per-player slope * tenure (some players decline from the start) - an interest
+fade + AR(1) noise. An alive player plays with probability sigmoid(engagement) unless on a short break (3-13
+days, so silence alone does not prove churn); sessions ~ 1 + Poisson, minutes ~ gamma, level climbs with
+accumulated minutes; spenders buy on play days. Each day an alive player quits for good with a logistic hazard
+of the same rolling quantities the SQL computes (7d/28d minutes trend, recency, active days, tenure, spend,
+platform, level plateau), plus an unobserved per-player frailty. ``concept_drift`` changes that hazard from
 ``drift_date`` on (reversing what a pre-drift model relies on); ``covariate_drift`` sends a share of new
 installs through a new 'influencer' channel with weaker engagement but the SAME hazard. Drift knobs never
 change anything before ``drift_date``: the drifted and plain runs share their history.
 
-Timing (2-core shared machine, numpy loop over days only): 100_000 players x 180 days simulate in ~3 s
-(~3.1 M session rows, ~0.12 M purchases); simulate + DuckDB write ~2.5-4 s.
+A steady population (the no-drift baseline a drift monitor needs; an established game's active players do not
+get older, richer or more engaged month after month). Two things give it:
+
+* Every life is bounded. After an interest span (uniform 30-240 days of tenure) a player's engagement fades
+  by 0.025-0.08 logit/day -- visibly: falling minutes trend, fewer active days -- and the player uninstalls
+  once it has fallen 3 below its earlier course, so nobody is alive ``MAX_LIFETIME_DAYS`` (362) days after
+  installing. Without this, the quit hazard alone left ~13% of a cohort alive at 400 days (loyal spenders
+  quitting ~0.1%/day) and the active population kept ageing for years: no finite warm-up made it steady.
+* A warm-up. The simulation starts ``warmup_days`` (default 365 >= MAX_LIFETIME_DAYS) before
+  ``start_date``, with the same steady install inflow and no launch spike, so by ``start_date`` every age a
+  player can reach is populated and the active population is stationary from then on. Measured with the
+  packaged SQL (100k window installs; reference = snapshots on days 21-42 of the window, compared with days
+  56-181): normed Wasserstein distance <= 0.016 for every numeric feature, tenure_days included, and no
+  column flagged by Evidently; the old launch-cohort simulator reached 4.7 (tenure), 2.1 (days since last
+  purchase), 1.5 (level) and Evidently flagged 28-72% of the columns. A 120-day warm-up is not enough for
+  lives of up to a year: tenure 0.45, level 0.27 by the end of the window.
+  The warm-up's rows are written too (the warehouse starts at ``history_start()``), so cumulative features
+  (spend_total, level, tenure) are exact. ``warmup_days=0`` is the old launch-style run: 25% of the players
+  install on day 0 and the population ages through the whole window.
+
+Timing (2-core shared machine; numpy loop over days that only touches the players installed and possibly
+still alive): 100_000 window players x 180 days + 365 warm-up days (302_778 players, 10.5 M session rows,
+0.44 M purchases) simulate in ~10 s, ~10-11.5 s with the DuckDB write; with a 120-day warm-up ~3-4 s
+(5.1 M session rows); with none ~2 s.
 """
 
 from __future__ import annotations
@@ -47,9 +69,20 @@ _CHANNEL_ENGAGEMENT = np.array([0.25, -0.15, 0.10, 0.0, -0.45])  # ..., influenc
 _PRICE_POINTS = np.array([0.99, 2.99, 4.99, 9.99, 19.99, 49.99, 99.99])
 _PRICE_PROBS = np.array([0.30, 0.22, 0.20, 0.14, 0.08, 0.045, 0.015])
 
-LAUNCH_COHORT_SHARE = 0.25  # share of players installing on day 0; the rest arrive uniformly over the window
+LAUNCH_COHORT_SHARE = 0.25  # warmup_days=0 only: share of players installing on day 0 (a launch)
 _DECLINER_SHARE = 0.2  # players whose engagement trends down with tenure (the visible road to quitting)
 _DECLINER_SLOPE = (0.01, 0.03)  # their daily engagement loss, uniform in this range
+# Interest fade: full interest for a span of tenure, then engagement falls at a per-player rate until it is
+# _FADE_DEPTH below its earlier course, when the player uninstalls (the observable road: falling minutes trend,
+# fewer active days, longer gaps). Bounds every life, which is what lets a warm-up make the window stationary.
+_INTEREST_SPAN_DAYS = (30.0, 240.0)  # uniform per player
+_FADE_RATE = (0.025, 0.08)  # logit units per day, uniform per player
+_FADE_DEPTH = 3.0
+#: No player is alive (or active) this many days after installing. A warm-up of at least this length makes
+#: the active population stationary from start_date on.
+#: (+2: the quit is decided from yesterday's state, plus a day of float margin.)
+MAX_LIFETIME_DAYS = int(np.ceil(_INTEREST_SPAN_DAYS[1] + _FADE_DEPTH / _FADE_RATE[0])) + 2
+_AR_SD = 0.35 / np.sqrt(1 - 0.85**2)  # stationary sd of the AR(1) engagement noise (0.85 * x + 0.35 * eps)
 _SPENDER_SHARE = 0.25  # players with a real purchase propensity (the rest buy almost never)
 _FRAILTY_SD = 0.5  # unobserved per-player quit propensity (logit sd): churn is learnable, not trivial
 _BREAK_INTERCEPT = -3.3  # logit of the daily chance that an average player starts a short break
@@ -76,11 +109,21 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """What to simulate; frozen so a config can key caches and be logged as-is."""
+    """What to simulate; frozen so a config can key caches and be logged as-is.
 
-    n_players: int = 20_000
+    Player count -- rescaled, not "installs over the whole history": ``n_players`` counts the installs
+    WITHIN the window [start_date, end_date()], exactly. The warm-up adds installs at the same daily rate
+    before it (``round(n_players * warmup_days / days)`` more players; the players table holds
+    ``total_players()`` rows), so the active population per day does not shrink as the warm-up grows and
+    stays close to what the same ``n_players`` gave before warm-ups existed: with 182 days, ~0.53 *
+    n_players players with a session in the last 28 days on any window day (0.36-0.44 * n_players before,
+    growing through the window).
+    """
+
+    n_players: int = 20_000  # players installing within the window [start_date, end_date()] (see below)
     days: int = 182  # simulated calendar days from start_date (inclusive start)
     start_date: datetime.date = datetime.date(2026, 1, 5)
+    warmup_days: int = 365  # days simulated and written before start_date; >= MAX_LIFETIME_DAYS: steady window
     seed: int = 7
     drift_date: datetime.date | None = None  # from this date on, the drift knobs apply
     covariate_drift: float = 0.0  # share of installs on/after drift_date from the new 'influencer' channel
@@ -89,6 +132,14 @@ class SimulationConfig:
     def end_date(self) -> datetime.date:
         """Last simulated day (inclusive)."""
         return self.start_date + datetime.timedelta(days=self.days - 1)
+
+    def history_start(self) -> datetime.date:
+        """First simulated and written day, ``warmup_days`` before ``start_date``: the warehouse starts here."""
+        return self.start_date - datetime.timedelta(days=int(self.warmup_days))
+
+    def total_players(self) -> int:
+        """Rows of the players table: ``n_players`` window installs plus the warm-up's, at the same daily rate."""
+        return int(self.n_players) + int(round(int(self.n_players) * int(self.warmup_days) / int(self.days)))
 
     def validate(self) -> None:
         """Fail early, naming the field, so a bad run config never produces a silently odd warehouse."""
@@ -100,6 +151,10 @@ class SimulationConfig:
             raise ValueError(f"days must be an int, got {self.days!r}")
         if self.days < 1:
             raise ValueError(f"days must be >= 1, got {self.days}")
+        if isinstance(self.warmup_days, bool) or not isinstance(self.warmup_days, (int, np.integer)):
+            raise ValueError(f"warmup_days must be an int, got {self.warmup_days!r}")
+        if self.warmup_days < 0:
+            raise ValueError(f"warmup_days must be >= 0, got {self.warmup_days}")
         if not isinstance(self.start_date, datetime.date) or isinstance(self.start_date, datetime.datetime):
             raise ValueError(f"start_date must be a datetime.date, got {self.start_date!r}")
         for knob in ("covariate_drift", "concept_drift"):
@@ -170,7 +225,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _day_index(config: SimulationConfig, day: datetime.date | None) -> int | None:
-    return None if day is None else (day - config.start_date).days
+    """Index of ``day`` in the simulation loop, whose day 0 is ``history_start()``."""
+    return None if day is None else (day - config.history_start()).days
 
 
 def simulate_with_truth(config: SimulationConfig) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
@@ -181,12 +237,22 @@ def simulate_with_truth(config: SimulationConfig) -> tuple[dict[str, pd.DataFram
     """
     config.validate()
     rng = np.random.default_rng(config.seed)
-    n, n_days = int(config.n_players), int(config.days)
+    warmup, window = int(config.warmup_days), int(config.days)
+    n_days = warmup + window  # loop day 0 is history_start(); loop day `warmup` is start_date
+    n = config.total_players()
+    n_warmup = n - int(config.n_players)
     drift_day = _day_index(config, config.drift_date)
 
     # --- who installs when, and with which attributes ------------------------------------------------------
-    launch = rng.random(n) < LAUNCH_COHORT_SHARE
-    install_day = np.where(launch, 0, rng.integers(0, n_days, size=n))
+    # Exactly n_players install uniformly over the window and n_warmup uniformly over the warm-up: one steady
+    # inflow. Without a warm-up, the old launch: LAUNCH_COHORT_SHARE of the players install on day 0.
+    launch = rng.random(n) < (LAUNCH_COHORT_SHARE if warmup == 0 else 0.0)
+    install_day = np.where(
+        np.arange(n) < n_warmup,
+        rng.integers(0, max(warmup, 1), size=n),
+        rng.integers(warmup, n_days, size=n),
+    )
+    install_day = np.where(launch, 0, install_day)
     install_day.sort()  # player_id order follows install order, like an auto-increment key
     platform = rng.choice(len(PLATFORMS), size=n, p=PLATFORM_PROBS)
     country = rng.choice(len(COUNTRIES), size=n, p=COUNTRY_PROBS)
@@ -212,12 +278,14 @@ def simulate_with_truth(config: SimulationConfig) -> tuple[dict[str, pd.DataFram
     purchase_rate = np.where(spender, np.exp(np.log(0.06) + 0.7 * rng.standard_normal(n)), 0.002)
     frailty = _FRAILTY_SD * rng.standard_normal(n)  # unobserved: the noise that keeps churn from being trivial
     is_android = (platform == 1).astype(np.float64)
+    interest_span = rng.uniform(*_INTEREST_SPAN_DAYS, n)
+    fade_rate = rng.uniform(*_FADE_RATE, n)
+    ar_noise = _AR_SD * rng.standard_normal(n)  # AR(1) noise starts in its stationary distribution
 
-    # --- daily state (vectorised over players) -------------------------------------------------------------
+    # --- daily state, per player (only the slice of possibly-alive players is touched each day) -------------
     quit_day = np.full(n, -1, dtype=np.int64)
     quit_mask = np.zeros(n, dtype=bool)
     break_until = np.zeros(n, dtype=np.int64)  # a player on a break (not a quit) skips days < break_until
-    ar_noise = 0.5 * rng.standard_normal(n)
     xp = np.zeros(n)
     level = np.ones(n, dtype=np.int32)
     spend_total = np.zeros(n)
@@ -234,49 +302,63 @@ def simulate_with_truth(config: SimulationConfig) -> tuple[dict[str, pd.DataFram
 
     drifted_hazard = _drifted_hazard(config.concept_drift)
     for day in range(n_days):
-        installed = install_day <= day
-        tenure = day - install_day  # meaningful where installed
+        # Players are sorted by install day: [lo, hi) holds everyone installed and not certainly gone (installed
+        # MAX_LIFETIME_DAYS or more ago). Arrays below are views on that slice; `idx`-style indices are local.
+        hi = int(np.searchsorted(install_day, day, side="right"))
+        lo = int(np.searchsorted(install_day, day - MAX_LIFETIME_DAYS, side="left"))
+        live = slice(lo, hi)
+        m = hi - lo
+        tenure = day - install_day[live]
         drifted = drift_day is not None and config.concept_drift > 0 and day >= drift_day
         coef = drifted_hazard if drifted else _BASE_HAZARD
+        quit_now = quit_mask[live]  # view: writes go to quit_mask
+        minutes_7d_l, minutes_28d_l, active_7d_l = minutes_7d[live], minutes_28d[live], active_7d[live]
+        level_l, spend_l, since_l = level[live], spend_total[live], days_since_session[live]
+        span_l, fade_rate_l = interest_span[live], fade_rate[live]
 
         # 1) quitting, decided from the state through yesterday (what a snapshot at yesterday would see)
-        at_risk = installed & ~quit_mask & (tenure >= 1)
-        idx = np.flatnonzero(at_risk)
+        idx = np.flatnonzero(~quit_now & (tenure >= 1))
         if idx.size:
             prev_tenure = tenure[idx] - 1
-            rate_7d = minutes_7d[idx] / np.minimum(7, prev_tenure + 1)
-            rate_28d = minutes_28d[idx] / np.minimum(_ROLLING_WINDOW, prev_tenure + 1)
+            rate_7d = minutes_7d_l[idx] / np.minimum(7, prev_tenure + 1)
+            rate_28d = minutes_28d_l[idx] / np.minimum(_ROLLING_WINDOW, prev_tenure + 1)
             trend = np.log1p(rate_7d) - np.log1p(rate_28d)
-            level_gain_28d = level[idx] - level_ring[day % _ROLLING_WINDOW, idx]  # vs end of day-28
-            plateau = (active_7d[idx] >= 2) & (level_gain_28d == 0) & (prev_tenure >= 14)
+            level_gain_28d = level_l[idx] - level_ring[day % _ROLLING_WINDOW, live][idx]  # vs end of day-28
+            plateau = (active_7d_l[idx] >= 2) & (level_gain_28d == 0) & (prev_tenure >= 14)
             logit = (
                 coef.intercept
                 + coef.newness * np.exp(-prev_tenure / 7.0)
                 + coef.trend * trend
-                + coef.recency * np.minimum(days_since_session[idx], 10)
-                + coef.activity * active_7d[idx]
-                + coef.spend * np.log1p(spend_total[idx])
-                + coef.android * is_android[idx]
+                + coef.recency * np.minimum(since_l[idx], 10)
+                + coef.activity * active_7d_l[idx]
+                + coef.spend * np.log1p(spend_l[idx])
+                + coef.android * is_android[live][idx]
                 + coef.plateau * plateau
-                + frailty[idx]
+                + frailty[live][idx]
             )
-            quits = idx[rng.random(idx.size) < _sigmoid(logit)]
-            quit_mask[quits] = True
-            quit_day[quits] = day
+            faded_out = fade_rate_l[idx] * np.maximum(0.0, prev_tenure - span_l[idx]) >= _FADE_DEPTH
+            quits = idx[(rng.random(idx.size) < _sigmoid(logit)) | faded_out]
+            quit_now[quits] = True
+            quit_day[lo + quits] = day
 
         # 2) engagement and play
-        alive = installed & ~quit_mask
-        ar_noise = 0.85 * ar_noise + 0.35 * rng.standard_normal(n)
-        engagement = base_engagement + slope * tenure + ar_noise
+        alive = ~quit_now
+        ar = ar_noise[live]
+        ar *= 0.85
+        ar += 0.35 * rng.standard_normal(m)
+        fade = fade_rate_l * np.maximum(0.0, tenure - span_l)
+        engagement = base_engagement[live] + slope[live] * tenure - fade + ar
         play_prob = np.where(tenure == 0, 0.95, _sigmoid(1.2 * engagement))
         # short breaks (3-13 days, then back): a long silence is not proof of churn, so recency alone
         # cannot separate quitters from pausers; the quit hazard's other terms must do it
-        free = alive & (break_until <= day) & (tenure >= 1)
-        starts_break = free & (rng.random(n) < _sigmoid(_BREAK_INTERCEPT - 0.5 * engagement))
-        break_until = np.where(starts_break, day + rng.integers(3, 14, size=n), break_until)
-        plays = alive & (break_until <= day) & (rng.random(n) < play_prob)
-        players_today = np.flatnonzero(plays)
-        eng_today = engagement[players_today]
+        breaks = break_until[live]
+        free = alive & (breaks <= day) & (tenure >= 1)
+        starts_break = free & (rng.random(m) < _sigmoid(_BREAK_INTERCEPT - 0.5 * engagement))
+        breaks[starts_break] = day + rng.integers(3, 14, size=m)[starts_break]
+        plays = alive & (breaks <= day) & (rng.random(m) < play_prob)
+        local_players = np.flatnonzero(plays)
+        players_today = lo + local_players
+        eng_today = engagement[local_players]
         n_sessions = 1 + rng.poisson(0.8 * np.exp(0.35 * np.clip(eng_today, -3, 3)))
         minutes = rng.gamma(2.0 * n_sessions, 5.0 * np.exp(0.25 * np.clip(eng_today, -3, 3)))
         xp[players_today] += minutes
@@ -299,30 +381,31 @@ def simulate_with_truth(config: SimulationConfig) -> tuple[dict[str, pd.DataFram
             )
         )
 
-        # 3) roll the windows forward (slot day%28 held day-28; slot (day-7)%28 holds day-7)
+        # 3) roll the windows forward (slot day%28 held day-28; slot (day-7)%28 holds day-7). A player outside
+        # the slice on a past day had no activity then, and the ring slots still hold their zero (level 1) start.
         slot = day % _ROLLING_WINDOW
-        today_minutes = np.zeros(n)
-        today_minutes[players_today] = minutes
+        today_minutes = np.zeros(m)
+        today_minutes[local_players] = minutes
         today_active = plays.astype(np.int8)
-        leaving_7 = (day - 7) % _ROLLING_WINDOW
+        minutes_7d_l += today_minutes
+        active_7d_l += today_active
         if day >= 7:
-            minutes_7d += today_minutes - minutes_ring[leaving_7]
-            active_7d += today_active - active_ring[leaving_7]
-        else:
-            minutes_7d += today_minutes
-            active_7d += today_active
-        minutes_28d += today_minutes - minutes_ring[slot]
-        np.maximum(minutes_7d, 0.0, out=minutes_7d)  # float round-off must not go negative
-        np.maximum(minutes_28d, 0.0, out=minutes_28d)
-        minutes_ring[slot] = today_minutes
-        active_ring[slot] = today_active
-        level_ring[slot] = level
-        days_since_session = np.where(plays, 0.0, np.where(installed, days_since_session + 1.0, 0.0))
+            leaving_7 = (day - 7) % _ROLLING_WINDOW
+            minutes_7d_l -= minutes_ring[leaving_7, live]
+            active_7d_l -= active_ring[leaving_7, live]
+        minutes_28d_l += today_minutes - minutes_ring[slot, live]
+        np.maximum(minutes_7d_l, 0.0, out=minutes_7d_l)  # float round-off must not go negative
+        np.maximum(minutes_28d_l, 0.0, out=minutes_28d_l)
+        minutes_ring[slot, live] = today_minutes
+        active_ring[slot, live] = today_active
+        level_ring[slot, live] = level_l
+        since_l += 1.0
+        since_l[local_players] = 0.0
 
     tables = _assemble_tables(
         config, install_day, platform, country, channel, session_parts, purchase_parts
     )
-    start = np.datetime64(config.start_date, "D")
+    start = np.datetime64(config.history_start(), "D")
     truth = pd.DataFrame(
         {
             "player_id": np.arange(1, n + 1, dtype=np.int64),
@@ -332,6 +415,7 @@ def simulate_with_truth(config: SimulationConfig) -> tuple[dict[str, pd.DataFram
             "spender": spender,
             "base_engagement": base_engagement,
             "slope": slope,
+            "interest_span": interest_span,
         }
     )
     return tables, truth
@@ -355,7 +439,7 @@ def _assemble_tables(
     players = pd.DataFrame(
         {
             "player_id": np.arange(1, n + 1, dtype=np.int64),
-            "install_date": _dates(config.start_date, install_day),
+            "install_date": _dates(config.history_start(), install_day),
             "platform": np.array(PLATFORMS, dtype=object)[platform],
             "country": np.array(COUNTRIES, dtype=object)[country],
             "channel": np.array(ALL_CHANNELS, dtype=object)[channel],
@@ -370,7 +454,7 @@ def _assemble_tables(
     sessions = pd.DataFrame(
         {
             "player_id": s_player[order] + 1,
-            "session_date": _dates(config.start_date, s_day[order]),
+            "session_date": _dates(config.history_start(), s_day[order]),
             "sessions": concat(session_parts, 2, "int32")[order],
             "minutes": np.round(concat(session_parts, 3, "float64")[order], 2),
             "level": concat(session_parts, 4, "int32")[order],
@@ -381,7 +465,7 @@ def _assemble_tables(
     purchases = pd.DataFrame(
         {
             "player_id": p_player[order] + 1,
-            "purchase_date": _dates(config.start_date, p_day[order]),
+            "purchase_date": _dates(config.history_start(), p_day[order]),
             "amount": concat(purchase_parts, 2, "float64")[order],
         }
     )
@@ -445,6 +529,7 @@ def simulate_to_duckdb(config: SimulationConfig, path: str | Path) -> dict:
         "players": int(len(tables["players"])),
         "session_rows": int(len(tables["sessions"])),
         "purchase_rows": int(len(tables["purchases"])),
+        "history_start": config.history_start().isoformat(),
         "start": config.start_date.isoformat(),
         "end": config.end_date().isoformat(),
         "seconds": round(time.perf_counter() - started, 3),

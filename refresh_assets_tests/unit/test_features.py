@@ -144,3 +144,28 @@ def test_build_dataset_splits_and_parquet_source(tmp_path, con):
     with pytest.raises(DatasetContractError, match="not found"):
         with open_source(tmp_path / "nope.duckdb"):
             pass
+
+
+def test_transient_errors_are_told_apart_from_sql_errors(tmp_path):
+    import subprocess
+    import sys
+
+    from refresh_assets.core.features import is_transient
+
+    con = duckdb.connect()
+    with pytest.raises(duckdb.Error) as parse_error:
+        con.execute("SELEC 1")
+    with pytest.raises(duckdb.Error) as catalog_error:
+        con.execute("SELECT * FROM no_such_table")
+    assert not is_transient(parse_error.value) and not is_transient(catalog_error.value)
+    assert not is_transient(DatasetContractError("duplicate rows"))
+    # a file locked by another process is transient
+    path = tmp_path / "locked.duckdb"
+    holder = duckdb.connect(str(path))
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    probe = ("import duckdb, sys\nfrom refresh_assets.core.features import is_transient\n"
+             f"try:\n    duckdb.connect({str(path)!r}, read_only=True)\nexcept Exception as e:\n"
+             "    print(is_transient(e))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    holder.close()
+    assert out.strip() == "True"

@@ -1,0 +1,477 @@
+"""The production instance (the repo's dagster.yaml, unchanged) on a real PostgreSQL, run by a real
+dagster-webserver + dagster-daemon.
+
+One webserver/daemon pair serves the whole module, on a database this module creates
+(``refresh_assets_test_<random>``) and drops at the end. The processes get the connection from
+REFRESH_ASSETS_PG_* exactly as production does, and the module reads the same database through a
+``DagsterInstance`` built from the same file.
+
+* schedules and sensors are listed over GraphQL: sensors RUNNING by default, schedules STOPPED;
+* a refresh of D launched over GraphQL with overridden inputs succeeds, and the overrides are in the manifest
+  of D's model_comparison output (``current.json`` -> run folder -> ``manifest.json``);
+* two refreshes of the same D launched back to back are run one after the other by the run queue;
+* with the warehouse file write-locked by another process, ``training_dataset`` asks for a step retry
+  (``RetryRequested``) until the lock is gone, and the run succeeds (the lock is released right after the
+  second retry request, so the step fails exactly twice, then succeeds);
+* a failing run of D is alerted once in the alert file and once at the webhook (a local HTTP server).
+
+Needs PostgreSQL at REFRESH_ASSETS_PG_HOST:PORT (default 127.0.0.1:5432) with a user allowed to create
+databases (REFRESH_ASSETS_PG_USER, default postgres; REFRESH_ASSETS_PG_PASSWORD, default empty); the module is
+skipped when it cannot connect.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from refresh_assets import trigger
+from refresh_assets.cli import run_config_from_sets
+from refresh_assets_tests.conftest import FAST_RUN_CONFIG
+from refresh_assets_tests.integration.dagster_processes import (
+    REPO,
+    dagster_processes,
+    project_env,
+    wait_for,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    # raised inside dagster_graphql's own client (gql 4 deprecates how it passes variables), not here
+    pytest.mark.filterwarnings("ignore:Using variable_values and operation_name:DeprecationWarning"),
+]
+
+HOST = "127.0.0.1"
+RUN_TIMEOUT = 420
+OVERRIDDEN = "2026-04-06"  # test 1: a refresh with overridden inputs
+QUEUED_TWICE = "2026-04-13"  # test 2: two refreshes of the same partition
+LOCKED = "2026-04-20"  # test 3: a refresh while the warehouse file is locked
+EMPTY = "2025-03-01"  # test 4: a partition long before the simulated data starts: the dataset step fails
+OVERRIDES = ["random_seed=7", "min_improvement=0.001"]
+#: How many times the dataset step is made to fail (the lock is released after that many retry requests).
+LOCKED_ATTEMPTS = 2
+
+PG = {
+    "REFRESH_ASSETS_PG_HOST": os.environ.get("REFRESH_ASSETS_PG_HOST", "127.0.0.1"),
+    "REFRESH_ASSETS_PG_PORT": os.environ.get("REFRESH_ASSETS_PG_PORT", "5432"),
+    "REFRESH_ASSETS_PG_USER": os.environ.get("REFRESH_ASSETS_PG_USER", "postgres"),
+    "REFRESH_ASSETS_PG_PASSWORD": os.environ.get("REFRESH_ASSETS_PG_PASSWORD", ""),
+}
+ADMIN_DB = os.environ.get("REFRESH_ASSETS_PG_ADMIN_DB", "postgres")
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def pg_connect(db_name: str):
+    import psycopg2
+
+    con = psycopg2.connect(host=PG["REFRESH_ASSETS_PG_HOST"], port=int(PG["REFRESH_ASSETS_PG_PORT"]),
+                           user=PG["REFRESH_ASSETS_PG_USER"], password=PG["REFRESH_ASSETS_PG_PASSWORD"],
+                           dbname=db_name, connect_timeout=5)
+    con.autocommit = True
+    return con
+
+
+def drop_database(name: str) -> None:
+    con = pg_connect(ADMIN_DB)
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        con.close()
+
+
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"http://{HOST}:{port}/graphql", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    assert not answer.get("errors"), answer
+    return answer["data"]
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = deep_merge(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+class Webhook:
+    """A local HTTP server (thread) that answers 200 to every POST and records it."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        lock = threading.Lock()
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    received.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
+                                     "body": json.loads(body or b"null")})
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self.server.server_address[1]}/hooks/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# A second process holding the warehouse open read-write: DuckDB takes an exclusive lock on the file, so
+# the dataset step's read-only connection fails with "Could not set lock on file" (an IOException, transient)
+# until the holder is told to let go (a line on stdin, or stdin closed if the test dies).
+LOCK_HOLDER = r"""
+import select, sys
+import duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("SELECT count(*) FROM players").fetchone()
+print("locked", flush=True)
+select.select([sys.stdin], [], [], float(sys.argv[2]))
+con.close()
+print("released", flush=True)
+"""
+
+
+class Env:
+    """What the tests share: the webserver port, the data folder, the instance, the webhook."""
+
+    def __init__(self, port, data, instance, webhook, db_name, alert_file):
+        self.port, self.data, self.instance, self.webhook = port, data, instance, webhook
+        self.db_name, self.alert_file = db_name, alert_file
+
+    def launch(self, job: str, partition: str, run_config: dict, **tags) -> str:
+        return trigger.launch(HOST, self.port, job, partition, run_config, tags or None)
+
+    def wait(self, run_id: str, timeout: float = RUN_TIMEOUT) -> str:
+        return trigger.wait(HOST, self.port, run_id, timeout=timeout, poll=1.0)
+
+    def step_events(self, run_id: str, step_key: str) -> list[str]:
+        """Event type names of one step of the run, in order, from the run's event log (PostgreSQL)."""
+        return [e.dagster_event.event_type_value for e in self.instance.all_logs(run_id)
+                if e.dagster_event is not None and e.dagster_event.step_key == step_key]
+
+    def alerts(self) -> list[dict]:
+        if not self.alert_file.exists():
+            return []
+        return [json.loads(line) for line in self.alert_file.read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fixtures
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_database():
+    """A fresh database for this module (dropped at the end, leftover connections terminated first)."""
+    try:
+        con = pg_connect(ADMIN_DB)
+    except Exception as error:  # no server here: these tests need one
+        pytest.skip(f"PostgreSQL not reachable at {PG['REFRESH_ASSETS_PG_HOST']}:{PG['REFRESH_ASSETS_PG_PORT']}: "
+                    f"{error}")
+    name = f"refresh_assets_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with con.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        con.close()
+    try:
+        yield name
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, drift_warehouse, pg_database):
+    root = tmp_path_factory.mktemp("postgres_ops")
+    home, data = root / "home", root / "data"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")  # the production instance, unchanged
+    alert_file = data / "alerts" / "alerts.jsonl"
+    with Webhook() as webhook, pytest.MonkeyPatch.context() as mp:
+        pg_env = {**PG, "REFRESH_ASSETS_PG_DB": pg_database}
+        env = project_env(
+            home, data, drift_warehouse, **pg_env,
+            REFRESH_ASSETS_RETRY_MAX="2", REFRESH_ASSETS_RETRY_DELAY_SECONDS="1",
+            REFRESH_ASSETS_QUERY_RETRY_DELAY_SECONDS="3",
+            REFRESH_ASSETS_ALERT_FILE=str(alert_file), REFRESH_ASSETS_ALERT_WEBHOOK_URL=webhook.url,
+        )
+        # this process reads the same instance: dagster.yaml takes the connection from the environment
+        for key in (*pg_env, "REFRESH_ASSETS_COMPUTE_LOG_DIR"):
+            mp.setenv(key, env[key])
+        with dg.DagsterInstance.from_config(str(home)) as instance, \
+                dagster_processes(env, root / "logs") as port:
+            yield Env(port, data, instance, webhook, pg_database, alert_file)
+            # no run may outlive the processes (a promotion chains a propagation run)
+            try:
+                wait_for(lambda: all(r.status.value in trigger.TERMINAL_STATUSES for r in instance.get_runs()),
+                         timeout=240, interval=2, what="every run to end")
+            finally:
+                for run in instance.get_runs():
+                    if run.status.value not in trigger.TERMINAL_STATUSES:
+                        try:
+                            trigger.cancel(HOST, port, run.run_id)
+                        except trigger.TriggerError:
+                            pass
+        print(f"\nprocess logs: {root / 'logs'}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------------------------------------
+
+REPOSITORY_QUERY = """
+query Automation($selector: RepositorySelector!) {
+  repositoryOrError(repositorySelector: $selector) {
+    __typename
+    ... on Repository {
+      name
+      location { name }
+      schedules { name pipelineName cronSchedule executionTimezone scheduleState { status } }
+      sensors { name sensorType minIntervalSeconds targets { pipelineName } sensorState { status } }
+    }
+    ... on Error { message }
+  }
+}"""
+
+
+def test_instance_is_the_production_postgres_one(server):
+    """The processes and this module share the repo's dagster.yaml on the module's own database."""
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+    instance = server.instance
+    assert isinstance(instance.run_storage, PostgresRunStorage)
+    assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+    assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+    assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
+    assert instance.run_monitoring_enabled
+
+    def daemon_heartbeats():  # the daemon writes its heartbeats to the module's database
+        con = pg_connect(server.db_name)
+        try:
+            with con.cursor() as cur:
+                cur.execute("SELECT daemon_type FROM daemon_heartbeats")
+                return {row[0] for row in cur.fetchall()}
+        finally:
+            con.close()
+
+    required = set(instance.get_required_daemon_types())
+    # the queue, run monitoring and run retries of dagster.yaml each have their daemon
+    assert {"SENSOR", "SCHEDULER", "QUEUED_RUN_COORDINATOR", "MONITORING", "EVENT_LOG_CONSUMER"} <= required
+    wait_for(lambda: required <= daemon_heartbeats(), timeout=60, interval=1,
+             what=f"heartbeats of {sorted(required)} in PostgreSQL")
+
+
+def test_schedules_and_sensors_listed_with_their_default_status(server):
+    data = graphql(server.port, REPOSITORY_QUERY, {"selector": {
+        "repositoryLocationName": "refresh_assets", "repositoryName": trigger.REPOSITORY_NAME}})
+    repo = data["repositoryOrError"]
+    assert repo["__typename"] == "Repository", repo
+    assert repo["location"]["name"] == "refresh_assets"
+
+    schedules = {s["name"]: s for s in repo["schedules"]}
+    assert set(schedules) == {"weekly_refresh_schedule", "daily_scoring_schedule"}
+    assert {n: s["scheduleState"]["status"] for n, s in schedules.items()} == {
+        "weekly_refresh_schedule": "STOPPED", "daily_scoring_schedule": "STOPPED"}
+    assert schedules["weekly_refresh_schedule"]["pipelineName"] == "refresh_job"
+    assert schedules["weekly_refresh_schedule"]["cronSchedule"] == "0 4 * * 1"
+    assert schedules["daily_scoring_schedule"]["pipelineName"] == "scoring_job"
+    assert schedules["daily_scoring_schedule"]["cronSchedule"] == "0 6 * * *"
+    assert {s["executionTimezone"] for s in schedules.values()} == {"UTC"}
+
+    sensors = {s["name"]: s for s in repo["sensors"]}
+    assert set(sensors) == {"promotion_sensor", "drift_sensor", "failure_alert_sensor"}
+    assert {n: s["sensorState"]["status"] for n, s in sensors.items()} == {
+        "promotion_sensor": "RUNNING", "drift_sensor": "RUNNING", "failure_alert_sensor": "RUNNING"}
+    assert sensors["failure_alert_sensor"]["sensorType"] == "RUN_STATUS"
+    assert [t["pipelineName"] for t in sensors["promotion_sensor"]["targets"]] == ["propagation_job"]
+    assert [t["pipelineName"] for t in sensors["drift_sensor"]["targets"]] == ["refresh_job"]
+    assert {s["minIntervalSeconds"] for s in sensors.values()} == {3}  # REFRESH_ASSETS_SENSOR_INTERVAL_SECONDS
+
+
+def test_refresh_over_graphql_with_overrides(server):
+    overrides, _ = run_config_from_sets(OVERRIDES)
+    t0 = time.perf_counter()
+    run_id = server.launch("refresh_job", OVERRIDDEN, deep_merge(FAST_RUN_CONFIG, overrides),
+                           **{"refresh_assets/trigger": "test"})
+    status = server.wait(run_id)
+    print(f"\nrefresh {OVERRIDDEN} over GraphQL on PostgreSQL: {status} in {time.perf_counter() - t0:.0f}s")
+    assert status == "SUCCESS"
+
+    run = server.instance.get_run_by_id(run_id)
+    assert run.job_name == "refresh_job"
+    assert run.tags["dagster/partition"] == OVERRIDDEN
+    assert run.tags["refresh_assets/kind"] == "refresh"
+    con = pg_connect(server.db_name)  # stored in the module's database, not anywhere else
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))
+            assert cur.fetchone() == ("SUCCESS",)
+    finally:
+        con.close()
+
+    partition_dir = server.data / "outputs" / "model_comparison" / OVERRIDDEN
+    pointer = json.loads((partition_dir / "current.json").read_text())
+    manifest = json.loads((partition_dir / pointer["run_dir"] / "manifest.json").read_text())
+    assert manifest["run_id"] == run_id and manifest["partition"] == OVERRIDDEN
+    assert manifest["config"]["min_improvement"] == 0.001
+    assert manifest["config"]["random_seed"] == 7
+    assert manifest["config"]["bootstrap_samples"] == 400  # FAST_RUN_CONFIG kept beside the overrides
+
+
+def test_refreshes_of_one_partition_are_queued_one_after_the_other(server):
+    first = server.launch("refresh_job", QUEUED_TWICE, FAST_RUN_CONFIG)
+    second = server.launch("refresh_job", QUEUED_TWICE, FAST_RUN_CONFIG)
+    t0 = time.perf_counter()
+    assert server.wait(first) == "SUCCESS"
+    assert server.wait(second) == "SUCCESS"
+    print(f"\ntwo refreshes of {QUEUED_TWICE}: both SUCCESS in {time.perf_counter() - t0:.0f}s")
+
+    records = {r.dagster_run.run_id: r for r in server.instance.get_run_records(
+        dg.RunsFilter(run_ids=[first, second]))}
+    a, b = sorted(records.values(), key=lambda r: r.start_time)
+    assert a.dagster_run.run_id == first  # the queue is first in, first out
+    assert a.end_time is not None and b.start_time is not None
+    assert b.start_time >= a.end_time, (
+        f"the second refresh started {a.end_time - b.start_time:.1f}s before the first ended")
+    # the same from the event log: the second left the queue only after the first had ended
+    stats = {run_id: server.instance.get_run_stats(run_id) for run_id in (first, second)}
+    assert stats[second].launch_time >= stats[first].end_time
+    assert stats[second].start_time >= stats[first].end_time
+
+
+def test_locked_warehouse_is_retried_until_free(server, drift_warehouse):
+    # nothing else may hold the warehouse open: wait for every earlier refresh to end
+    wait_for(lambda: not server.instance.get_run_records(dg.RunsFilter(
+        job_name="refresh_job", statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                                          dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])),
+             timeout=RUN_TIMEOUT, interval=1, what="earlier refreshes to end")
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(drift_warehouse), "300"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        t0 = time.perf_counter()
+        run_id = server.launch("refresh_job", LOCKED, FAST_RUN_CONFIG)
+
+        def retries_requested():
+            events = server.step_events(run_id, "training_dataset")
+            if "STEP_SUCCESS" in events or "STEP_FAILURE" in events:
+                return events  # too late to count exactly: the assertions below say what happened
+            return events if events.count("STEP_UP_FOR_RETRY") >= LOCKED_ATTEMPTS else None
+
+        wait_for(retries_requested, timeout=240, interval=0.2, what=f"{LOCKED_ATTEMPTS} step retry requests")
+        held = time.perf_counter() - t0
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "released"
+    finally:
+        if holder.poll() is None:
+            holder.stdin.close()
+            holder.wait(timeout=30)
+
+    status = server.wait(run_id)
+    events = server.step_events(run_id, "training_dataset")
+    retries = events.count("STEP_UP_FOR_RETRY")
+    print(f"\nlocked warehouse: lock held {held:.0f}s, training_dataset retried {retries} time(s), run {status} "
+          f"in {time.perf_counter() - t0:.0f}s; step events: {events}")
+    assert status == "SUCCESS"
+    assert retries >= 1
+    assert retries == LOCKED_ATTEMPTS  # the lock went away right after the second retry request
+    assert events.count("STEP_RESTARTED") == retries
+    assert events.count("STEP_START") == 1 and events[-1] == "STEP_SUCCESS"
+    assert "STEP_FAILURE" not in events
+    # the reason is in the step's log: a lock, not a query error
+    messages = [e.user_message for e in server.instance.all_logs(run_id)
+                if e.step_key == "training_dataset" and "transient warehouse error" in (e.user_message or "")]
+    assert len(messages) == retries and all("lock" in m.lower() for m in messages)
+
+    # the webserver reads the same event log from PostgreSQL
+    answer = graphql(server.port, """
+      query Events($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status
+        eventConnection(limit: 10000) { events { __typename ... on StepEvent { stepKey } } } } } }""",
+                     {"runId": run_id})
+    run = answer["runOrError"]
+    assert run["status"] == "SUCCESS"
+    kinds = [e["__typename"] for e in run["eventConnection"]["events"] if e.get("stepKey") == "training_dataset"]
+    assert kinds.count("ExecutionStepUpForRetryEvent") == retries
+    assert kinds.count("ExecutionStepRestartEvent") == retries
+
+
+def test_failed_run_alerts_once(server):
+    t0 = time.perf_counter()
+    run_id = server.launch("refresh_job", EMPTY, FAST_RUN_CONFIG)
+    assert server.wait(run_id) == "FAILURE"
+    run_failed = time.perf_counter() - t0
+    events = server.step_events(run_id, "training_dataset")
+    # the per-step RetryPolicy (REFRESH_ASSETS_RETRY_MAX=2) ran the step three times before the run failed
+    assert events.count("STEP_UP_FOR_RETRY") == 2 and events[-1] == "STEP_FAILURE", events
+
+    # run_retries (max_retries: 1 in dagster.yaml) re-executes the failed run once; it fails the same way
+    def retry_ended():
+        runs = server.instance.get_runs(dg.RunsFilter(tags={"dagster/root_run_id": run_id}))
+        return runs if runs and all(r.status.value in trigger.TERMINAL_STATUSES for r in runs) else None
+
+    retries = wait_for(retry_ended, timeout=RUN_TIMEOUT, interval=1, what="the automatic retry of the run")
+    run_ids = {run_id} | {r.run_id for r in retries}
+    print(f"\nfailed run {run_id}: FAILURE in {run_failed:.0f}s; automatic retries: "
+          f"{[(r.run_id, r.status.value) for r in retries]}")
+
+    def alerted():
+        mine = [a for a in server.alerts() if a["run_id"] in run_ids]
+        return mine if {a["run_id"] for a in mine} == run_ids else None
+
+    wait_for(alerted, timeout=120, interval=1, what="the alerts of the failed runs")
+    time.sleep(12)  # several more sensor ticks (3 s apart): nothing is alerted twice
+    alerts = [a for a in server.alerts() if a["run_id"] in run_ids]
+    hooks = [h["body"] for h in server.webhook.requests if h["body"].get("run_id") in run_ids]
+    print(f"alerts: {[(a['run_id'], a['failing_step']) for a in alerts]}; webhook requests: {len(hooks)}")
+
+    original = [a for a in alerts if a["run_id"] == run_id]
+    assert len(original) == 1
+    record = original[0]
+    assert record["job"] == "refresh_job" and record["partition"] == EMPTY
+    assert record["failing_step"] == "training_dataset"
+    assert record["error"] and record["link"].endswith(f"/runs/{run_id}")
+    hook = [h for h in hooks if h["run_id"] == run_id]
+    assert len(hook) == 1
+    assert {k: hook[0][k] for k in ("job", "partition", "run_id", "failing_step")} == {
+        "job": "refresh_job", "partition": EMPTY, "run_id": run_id, "failing_step": "training_dataset"}
+    assert all(h["path"] == "/hooks/alerts" and h["content_type"] == "application/json"
+               for h in server.webhook.requests)
+
+    # one failure of one partition, one alert: the run that run_retries will retry is not alerted on its own
+    assert len(alerts) == 1, f"{len(alerts)} alerts for one failed launch: {alerts}"
+    assert len(hooks) == 1, f"{len(hooks)} webhook requests for one failed launch"
