@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 DAGSTER_HOME_EMBEDDED = $(abspath $(DATA))/dagster_home
 
-.PHONY: install run test test-unit ui lock validate clean
+.PHONY: install run test test-unit ui serve lock validate clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ ui: install
 	test -f $(DAGSTER_HOME_EMBEDDED)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME_EMBEDDED)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_EMBEDDED) REFRESH_ASSETS_DATA_DIR=$(abspath $(DATA)) \
 	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# Production: webserver + daemon against PostgreSQL (./dagster.yaml); REFRESH_ASSETS_PG_* select the server.
+serve: install
+	$(BIN)/refresh-assets --data-dir $(DATA) serve
 
 clean:
 	rm -rf data/outputs data/registry data/dagster_home data/warehouse

@@ -232,6 +232,73 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def _ensure_database() -> None:
+    """Create the PostgreSQL database named by REFRESH_ASSETS_PG_DB when it does not exist yet."""
+    import psycopg2
+
+    name = os.environ["REFRESH_ASSETS_PG_DB"]
+    con = psycopg2.connect(host=os.environ["REFRESH_ASSETS_PG_HOST"], port=os.environ["REFRESH_ASSETS_PG_PORT"],
+                           user=os.environ["REFRESH_ASSETS_PG_USER"],
+                           password=os.environ.get("REFRESH_ASSETS_PG_PASSWORD", ""), dbname="postgres")
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                from psycopg2 import sql
+
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                print(f"created database {name}")
+    finally:
+        con.close()
+
+
+def cmd_serve(args) -> int:
+    """dagster-webserver + dagster-daemon on the production instance (PostgreSQL, the repo's dagster.yaml)."""
+    import signal
+    import subprocess
+
+    repo = settings.PROJECT_ROOT
+    env = dict(os.environ)
+    defaults = {"REFRESH_ASSETS_PG_HOST": "127.0.0.1", "REFRESH_ASSETS_PG_PORT": "5432",
+                "REFRESH_ASSETS_PG_USER": "postgres", "REFRESH_ASSETS_PG_PASSWORD": "",
+                "REFRESH_ASSETS_PG_DB": "refresh_assets",
+                "REFRESH_ASSETS_COMPUTE_LOG_DIR": str(settings.data_dir() / "compute_logs")}
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+        os.environ.setdefault(key, value)
+    env["DAGSTER_HOME"] = str(args.dagster_home or repo)
+    env["REFRESH_ASSETS_DATA_DIR"] = str(settings.data_dir())
+    _ensure_database()
+    binary = Path(sys.executable).parent
+    workspace = str(repo / "workspace.yaml")
+    procs = [
+        subprocess.Popen([str(binary / "dagster-daemon"), "run", "-w", workspace], env=env, cwd=repo),
+        subprocess.Popen([str(binary / "dagster-webserver"), "-w", workspace, "-h", args.host, "-p", str(args.port)],
+                         env=env, cwd=repo),
+    ]
+    print(f"webserver on http://{args.host}:{args.port} and daemon, instance {env['DAGSTER_HOME']}/dagster.yaml "
+          f"(PostgreSQL {env['REFRESH_ASSETS_PG_HOST']}:{env['REFRESH_ASSETS_PG_PORT']}/{env['REFRESH_ASSETS_PG_DB']}); "
+          "Ctrl-C stops both", flush=True)
+
+    def stop(*_):
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(proc.poll() is None for proc in procs):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for proc in procs:
+            proc.wait(timeout=60)
+    return max(proc.returncode or 0 for proc in procs)
+
+
 def cmd_demo(args) -> int:
     """Simulate (if absent), refresh the last two weekly dates, chain propagation, print the summary."""
     from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
@@ -323,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default=os.environ.get("REFRESH_ASSETS_WEBSERVER_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("REFRESH_ASSETS_WEBSERVER_PORT", "3000")))
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("serve", help="webserver + daemon on PostgreSQL (the production instance, dagster.yaml)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: Dagster OSS has no login)")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--dagster-home", help="folder holding the instance dagster.yaml (default: the checkout)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="what `make run` does: simulate, refresh two dates, print the summary")
     p.add_argument("--no-reset", dest="reset", action="store_false",
