@@ -45,6 +45,10 @@ def _step_failures(context: dg.RunFailureSensorContext) -> list[tuple[str | None
 )
 def failure_alert_sensor(context: dg.RunFailureSensorContext):
     run = context.dagster_run
+    if run.tags.get("dagster/will_retry") == "true":
+        # run_retries (dagster.yaml) re-executes this run: alert on the last failure only, not on each attempt.
+        context.log.info(f"run {run.run_id} failed and will be retried: no alert yet")
+        return
     try:
         steps = _step_failures(context)
     except Exception as error:  # the alert matters more than its detail: fall back to the run's message

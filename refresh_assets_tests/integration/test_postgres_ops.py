@@ -13,7 +13,13 @@ REFRESH_ASSETS_PG_* exactly as production does, and the module reads the same da
 * with the warehouse file write-locked by another process, ``training_dataset`` asks for a step retry
   (``RetryRequested``) until the lock is gone, and the run succeeds (the lock is released right after the
   second retry request, so the step fails exactly twice, then succeeds);
-* a failing run of D is alerted once in the alert file and once at the webhook (a local HTTP server).
+* a failing run is alerted once in the alert file and once at the webhook (a local HTTP server), with its
+  job, partition, run id and failing step; run_retries re-executes it once and the retry fails too. That
+  one failed launch still gives exactly one alert: failure_alert_sensor skips the attempt tagged
+  dagster/will_retry=true.
+
+Runs use LIGHT_RUN_CONFIG (FAST_RUN_CONFIG with less tuning): every refresh_job run is serialized by the
+queue (``refresh_assets/kind=refresh``), so the module's time is the sum of its ~6 refreshes on 2 cores.
 
 Needs PostgreSQL at REFRESH_ASSETS_PG_HOST:PORT (default 127.0.0.1:5432) with a user allowed to create
 databases (REFRESH_ASSETS_PG_USER, default postgres; REFRESH_ASSETS_PG_PASSWORD, default empty); the module is
@@ -33,14 +39,13 @@ import time
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from refresh_assets import trigger
 from refresh_assets.cli import run_config_from_sets
-from refresh_assets_tests.conftest import FAST_RUN_CONFIG
+from refresh_assets_tests.conftest import CANDIDATES
 from refresh_assets_tests.integration.dagster_processes import (
     REPO,
     dagster_processes,
@@ -59,8 +64,16 @@ RUN_TIMEOUT = 420
 OVERRIDDEN = "2026-04-06"  # test 1: a refresh with overridden inputs
 QUEUED_TWICE = "2026-04-13"  # test 2: two refreshes of the same partition
 LOCKED = "2026-04-20"  # test 3: a refresh while the warehouse file is locked
-EMPTY = "2025-03-01"  # test 4: a partition long before the simulated data starts: the dataset step fails
+EMPTY = "2025-01-01"  # test 4: the first partition, before the warehouse's first day: the dataset step fails
 OVERRIDES = ["random_seed=7", "min_improvement=0.001"]
+#: FAST_RUN_CONFIG made lighter still: ~8 refresh runs share 2 cores and are serialized by the run queue.
+LIGHT_RUN_CONFIG = {
+    "ops": {
+        **{f"candidate_{a}": {"config": {"tuning_budget": 1, "cv_splits": 2, "max_training_rows": 2000}}
+           for a in CANDIDATES},
+        "model_comparison": {"config": {"bootstrap_samples": 200}},
+    }
+}
 #: How many times the dataset step is made to fail (the lock is released after that many retry requests).
 LOCKED_ATTEMPTS = 2
 
@@ -240,12 +253,13 @@ def server(tmp_path_factory, drift_warehouse, pg_database):
                 wait_for(lambda: all(r.status.value in trigger.TERMINAL_STATUSES for r in instance.get_runs()),
                          timeout=240, interval=2, what="every run to end")
             finally:
-                for run in instance.get_runs():
-                    if run.status.value not in trigger.TERMINAL_STATUSES:
-                        try:
-                            trigger.cancel(HOST, port, run.run_id)
-                        except trigger.TriggerError:
-                            pass
+                left = [r.run_id for r in instance.get_runs() if r.status.value not in trigger.TERMINAL_STATUSES]
+                for run_id in left:
+                    try:
+                        trigger.cancel(HOST, port, run_id)
+                        trigger.wait(HOST, port, run_id, timeout=60)
+                    except (trigger.TriggerError, TimeoutError):
+                        pass
         print(f"\nprocess logs: {root / 'logs'}")
 
 
@@ -325,7 +339,7 @@ def test_schedules_and_sensors_listed_with_their_default_status(server):
 def test_refresh_over_graphql_with_overrides(server):
     overrides, _ = run_config_from_sets(OVERRIDES)
     t0 = time.perf_counter()
-    run_id = server.launch("refresh_job", OVERRIDDEN, deep_merge(FAST_RUN_CONFIG, overrides),
+    run_id = server.launch("refresh_job", OVERRIDDEN, deep_merge(LIGHT_RUN_CONFIG, overrides),
                            **{"refresh_assets/trigger": "test"})
     status = server.wait(run_id)
     print(f"\nrefresh {OVERRIDDEN} over GraphQL on PostgreSQL: {status} in {time.perf_counter() - t0:.0f}s")
@@ -349,12 +363,12 @@ def test_refresh_over_graphql_with_overrides(server):
     assert manifest["run_id"] == run_id and manifest["partition"] == OVERRIDDEN
     assert manifest["config"]["min_improvement"] == 0.001
     assert manifest["config"]["random_seed"] == 7
-    assert manifest["config"]["bootstrap_samples"] == 400  # FAST_RUN_CONFIG kept beside the overrides
+    assert manifest["config"]["bootstrap_samples"] == 200  # the rest of the run config kept beside the overrides
 
 
 def test_refreshes_of_one_partition_are_queued_one_after_the_other(server):
-    first = server.launch("refresh_job", QUEUED_TWICE, FAST_RUN_CONFIG)
-    second = server.launch("refresh_job", QUEUED_TWICE, FAST_RUN_CONFIG)
+    first = server.launch("refresh_job", QUEUED_TWICE, LIGHT_RUN_CONFIG)
+    second = server.launch("refresh_job", QUEUED_TWICE, LIGHT_RUN_CONFIG)
     t0 = time.perf_counter()
     assert server.wait(first) == "SUCCESS"
     assert server.wait(second) == "SUCCESS"
@@ -384,7 +398,7 @@ def test_locked_warehouse_is_retried_until_free(server, drift_warehouse):
     try:
         assert holder.stdout.readline().strip() == "locked"
         t0 = time.perf_counter()
-        run_id = server.launch("refresh_job", LOCKED, FAST_RUN_CONFIG)
+        run_id = server.launch("refresh_job", LOCKED, LIGHT_RUN_CONFIG)
 
         def retries_requested():
             events = server.step_events(run_id, "training_dataset")
@@ -430,48 +444,74 @@ def test_locked_warehouse_is_retried_until_free(server, drift_warehouse):
     assert kinds.count("ExecutionStepRestartEvent") == retries
 
 
-def test_failed_run_alerts_once(server):
+@pytest.fixture(scope="module")
+def failed_launch(server, drift_warehouse):
+    """One launch of a refresh that fails, its automatic retry (run_retries) that fails too, and the alerts."""
+    import duckdb
+
+    with duckdb.connect(str(drift_warehouse), read_only=True) as con:
+        first_day = con.execute("SELECT min(install_date) FROM players").fetchone()[0]
+    assert first_day.isoformat() > EMPTY, f"the warehouse starts {first_day}: partition {EMPTY} is not empty"
+
     t0 = time.perf_counter()
-    run_id = server.launch("refresh_job", EMPTY, FAST_RUN_CONFIG)
+    run_id = server.launch("refresh_job", EMPTY, LIGHT_RUN_CONFIG)
     assert server.wait(run_id) == "FAILURE"
-    run_failed = time.perf_counter() - t0
     events = server.step_events(run_id, "training_dataset")
     # the per-step RetryPolicy (REFRESH_ASSETS_RETRY_MAX=2) ran the step three times before the run failed
     assert events.count("STEP_UP_FOR_RETRY") == 2 and events[-1] == "STEP_FAILURE", events
 
     # run_retries (max_retries: 1 in dagster.yaml) re-executes the failed run once; it fails the same way
-    def retry_ended():
-        runs = server.instance.get_runs(dg.RunsFilter(tags={"dagster/root_run_id": run_id}))
-        return runs if runs and all(r.status.value in trigger.TERMINAL_STATUSES for r in runs) else None
+    def chain_ended():
+        runs = [server.instance.get_run_by_id(run_id), *server.instance.get_runs(
+            dg.RunsFilter(tags={"dagster/root_run_id": run_id}), ascending=True)]
+        last = runs[-1]
+        done = (all(r.status.value in trigger.TERMINAL_STATUSES for r in runs)
+                and last.tags.get("dagster/will_retry") == "false")
+        return runs if done else None
 
-    retries = wait_for(retry_ended, timeout=RUN_TIMEOUT, interval=1, what="the automatic retry of the run")
-    run_ids = {run_id} | {r.run_id for r in retries}
-    print(f"\nfailed run {run_id}: FAILURE in {run_failed:.0f}s; automatic retries: "
-          f"{[(r.run_id, r.status.value) for r in retries]}")
+    runs = wait_for(chain_ended, timeout=RUN_TIMEOUT, interval=1, what="the automatic retry of the failed run")
+    chain = [r.run_id for r in runs]
+    final = chain[-1]
 
-    def alerted():
-        mine = [a for a in server.alerts() if a["run_id"] in run_ids]
-        return mine if {a["run_id"] for a in mine} == run_ids else None
+    def final_alerted():
+        return any(a["run_id"] == final for a in server.alerts())
 
-    wait_for(alerted, timeout=120, interval=1, what="the alerts of the failed runs")
-    time.sleep(12)  # several more sensor ticks (3 s apart): nothing is alerted twice
-    alerts = [a for a in server.alerts() if a["run_id"] in run_ids]
-    hooks = [h["body"] for h in server.webhook.requests if h["body"].get("run_id") in run_ids]
-    print(f"alerts: {[(a['run_id'], a['failing_step']) for a in alerts]}; webhook requests: {len(hooks)}")
+    wait_for(final_alerted, timeout=120, interval=1, what="the alert of the last failed run")
+    time.sleep(12)  # several more ticks of the sensor (3 s apart): nothing more may come
+    alerts = [a for a in server.alerts() if a["partition"] == EMPTY]
+    hooks = [h for h in server.webhook.requests if h["body"].get("partition") == EMPTY]
+    summary = [(r.run_id[:8], r.status.value, f"will_retry={r.tags.get('dagster/will_retry')}") for r in runs]
+    print(f"\nfailed launch of {EMPTY}: runs {summary} in {time.perf_counter() - t0:.0f}s; alert records {len(alerts)} "
+          f"({[a['run_id'][:8] for a in alerts]}), webhook requests {len(hooks)}")
+    return {"launched": run_id, "chain": chain, "final": final, "runs": runs, "alerts": alerts, "hooks": hooks}
 
-    original = [a for a in alerts if a["run_id"] == run_id]
-    assert len(original) == 1
-    record = original[0]
+
+def test_failed_run_alerts_once(server, failed_launch):
+    chain, final = failed_launch["chain"], failed_launch["final"]
+    alerts, hooks = failed_launch["alerts"], failed_launch["hooks"]
+    assert len(chain) == 2, chain  # the launched run and its one automatic retry
+    assert all(r.status == dg.DagsterRunStatus.FAILURE for r in failed_launch["runs"])
+
+    # every alert is for a failed run of this launch, and no run is alerted twice, in the file or at the webhook
+    assert {a["run_id"] for a in alerts} <= set(chain)
+    assert len({a["run_id"] for a in alerts}) == len(alerts), alerts
+    assert sorted(h["body"]["run_id"] for h in hooks) == sorted(a["run_id"] for a in alerts)
+
+    # the final failure (nothing retries it any more) is alerted exactly once, in the file and at the webhook
+    (record,) = [a for a in alerts if a["run_id"] == final]
     assert record["job"] == "refresh_job" and record["partition"] == EMPTY
     assert record["failing_step"] == "training_dataset"
-    assert record["error"] and record["link"].endswith(f"/runs/{run_id}")
-    hook = [h for h in hooks if h["run_id"] == run_id]
-    assert len(hook) == 1
-    assert {k: hook[0][k] for k in ("job", "partition", "run_id", "failing_step")} == {
-        "job": "refresh_job", "partition": EMPTY, "run_id": run_id, "failing_step": "training_dataset"}
-    assert all(h["path"] == "/hooks/alerts" and h["content_type"] == "application/json"
-               for h in server.webhook.requests)
+    assert f"the training set for {EMPTY} is empty" in record["error"]
+    assert record["link"].endswith(f"/runs/{final}")
+    (hook,) = [h for h in hooks if h["body"]["run_id"] == final]
+    assert hook["path"] == "/hooks/alerts" and hook["content_type"] == "application/json"
+    assert {k: hook["body"][k] for k in ("job", "partition", "run_id", "failing_step", "error")} == {
+        k: record[k] for k in ("job", "partition", "run_id", "failing_step", "error")}
+    assert "refresh_job" in hook["body"]["text"] and final in hook["body"]["text"]
 
-    # one failure of one partition, one alert: the run that run_retries will retry is not alerted on its own
-    assert len(alerts) == 1, f"{len(alerts)} alerts for one failed launch: {alerts}"
+
+def test_a_failed_launch_is_alerted_once_despite_run_retries(failed_launch):
+    alerts, hooks = failed_launch["alerts"], failed_launch["hooks"]
+    assert len(alerts) == 1, f"{len(alerts)} alert records for one failed launch: {alerts}"
     assert len(hooks) == 1, f"{len(hooks)} webhook requests for one failed launch"
+    assert alerts[0]["run_id"] == failed_launch["final"]

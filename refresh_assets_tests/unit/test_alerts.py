@@ -393,3 +393,32 @@ def test_sensor_ticks_alert_each_failed_run_once(tmp_path, monkeypatch):
     assert len(lines) == 1
     assert (lines[0]["job"], lines[0]["run_id"], lines[0]["failing_step"], lines[0]["error"]) == (
         "exploding_job", run.run_id, "explode", "RuntimeError: nope")
+
+
+def test_a_run_that_will_be_retried_is_not_alerted_yet(tmp_path, monkeypatch):
+    """Only the last attempt of a retried run raises an alert (run_retries in dagster.yaml)."""
+    import dagster as dg
+
+    from refresh_assets.alerts import failure_alert_sensor
+
+    alert_file = tmp_path / "alerts.jsonl"
+    monkeypatch.setenv("REFRESH_ASSETS_ALERT_FILE", str(alert_file))
+
+    @dg.op
+    def boom():
+        raise ValueError("broken")
+
+    @dg.job
+    def failing():
+        boom()
+
+    with dg.instance_for_test() as instance:
+        result = failing.execute_in_process(instance=instance, raise_on_error=False,
+                                            tags={"dagster/will_retry": "true"})
+        run = instance.get_run_by_id(result.run_id)
+        failure = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE][0]
+        context = dg.build_run_status_sensor_context(
+            sensor_name="failure_alert_sensor", dagster_instance=instance, dagster_run=run,
+            dagster_event=failure).for_run_failure()
+        failure_alert_sensor(context)
+    assert not alert_file.exists()
