@@ -25,31 +25,24 @@ def retry_policy_from_env() -> dg.RetryPolicy:
     )
 
 
+def partitioned_job(name: str, selection: dg.AssetSelection, description: str) -> dg.UnresolvedAssetJobDefinition:
+    """A daily-partitioned asset job with the step retry policy and a `refresh_assets/kind` tag the run queue
+    limits (dagster.yaml)."""
+    return dg.define_asset_job(
+        name=f"{name}_job",
+        selection=selection,
+        partitions_def=daily_partitions,
+        description=description,
+        op_retry_policy=retry_policy_from_env(),
+        tags={"refresh_assets/kind": name},
+    )
+
+
 REFRESH_SELECTION = dg.AssetSelection.assets(DATASET, *candidate_assets, COMPARISON, CHAMPION)
 
-refresh_job = dg.define_asset_job(
-    name="refresh_job",
-    selection=REFRESH_SELECTION,
-    partitions_def=daily_partitions,
-    description="Dataset -> candidates -> comparison -> champion for one refresh date.",
-    op_retry_policy=retry_policy_from_env(),
-    tags={"refresh_assets/kind": "refresh"},
-)
-
-propagation_job = dg.define_asset_job(
-    name="propagation_job",
-    selection=dg.AssetSelection.assets(SHADOW, SCORES),
-    partitions_def=daily_partitions,
-    description="After a promotion: shadow-test new vs previous champion on D's batch, then score D.",
-    op_retry_policy=retry_policy_from_env(),
-    tags={"refresh_assets/kind": "propagation"},
-)
-
-scoring_job = dg.define_asset_job(
-    name="scoring_job",
-    selection=dg.AssetSelection.assets(SCORES, DRIFT),
-    partitions_def=daily_partitions,
-    description="Score D's population with the champion in force, and check it for drift (daily).",
-    op_retry_policy=retry_policy_from_env(),
-    tags={"refresh_assets/kind": "scoring"},
-)
+refresh_job = partitioned_job("refresh", REFRESH_SELECTION,
+                              "Dataset -> candidates -> comparison -> champion for one refresh date.")
+propagation_job = partitioned_job("propagation", dg.AssetSelection.assets(SHADOW, SCORES),
+                                  "After a promotion: shadow-test new vs previous champion on D's batch, then score D.")
+scoring_job = partitioned_job("scoring", dg.AssetSelection.assets(SCORES, DRIFT),
+                              "Score D's population with the champion in force, and check it for drift (daily).")
