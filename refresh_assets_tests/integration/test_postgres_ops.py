@@ -64,6 +64,7 @@ RUN_TIMEOUT = 420
 OVERRIDDEN = "2026-04-06"  # test 1: a refresh with overridden inputs
 QUEUED_TWICE = "2026-04-13"  # test 2: two refreshes of the same partition
 LOCKED = "2026-04-20"  # test 3: a refresh while the warehouse file is locked
+CANCELED = "2026-04-27"  # a refresh canceled while it runs
 EMPTY = "2025-01-01"  # test 4: the first partition, before the warehouse's first day: the dataset step fails
 OVERRIDES = ["random_seed=7", "min_improvement=0.001"]
 #: FAST_RUN_CONFIG made lighter still: ~8 refresh runs share 2 cores and are serialized by the run queue.
@@ -385,6 +386,25 @@ def test_refreshes_of_one_partition_are_queued_one_after_the_other(server):
     stats = {run_id: server.instance.get_run_stats(run_id) for run_id in (first, second)}
     assert stats[second].launch_time >= stats[first].end_time
     assert stats[second].start_time >= stats[first].end_time
+
+
+def test_cancel_a_running_refresh_leaves_the_champion_untouched(server):
+    from refresh_assets.core.artifacts import OutputStore
+    from refresh_assets.core.registry import ModelRegistry
+
+    registry = ModelRegistry(server.data / "registry")
+    before = registry.current_champion()
+    assert before is not None  # the earlier refreshes of this module promoted one
+    run_id = server.launch("refresh_job", CANCELED, LIGHT_RUN_CONFIG)
+    wait_for(lambda: trigger.status(HOST, server.port, run_id) in ("STARTED", *trigger.TERMINAL_STATUSES),
+             timeout=300, interval=0.5, what="the refresh to start")
+    assert trigger.status(HOST, server.port, run_id) == "STARTED"
+    trigger.cancel(HOST, server.port, run_id)
+    assert trigger.wait(HOST, server.port, run_id, timeout=180, poll=0.5) == "CANCELED"
+    after = registry.current_champion()
+    assert (after.version, after.model_sha256) == (before.version, before.model_sha256)
+    assert not any(e.run_id == run_id for e in registry.events())
+    assert OutputStore(server.data / "outputs").current("champion_model", CANCELED) is None
 
 
 def test_locked_warehouse_is_retried_until_free(server, drift_warehouse):
