@@ -12,7 +12,6 @@ from refresh_assets.assets.comparison import COMPARISON
 from refresh_assets.assets.dataset import DATASET
 from refresh_assets.assets.drift import DRIFT
 from refresh_assets.assets.scoring import SCORES, SHADOW
-from refresh_assets.partitions import daily_partitions
 
 
 def retry_policy_from_env() -> dg.RetryPolicy:
@@ -26,12 +25,11 @@ def retry_policy_from_env() -> dg.RetryPolicy:
 
 
 def partitioned_job(name: str, selection: dg.AssetSelection, description: str) -> dg.UnresolvedAssetJobDefinition:
-    """A daily-partitioned asset job with the step retry policy and a `refresh_assets/kind` tag the run queue
+    """An asset job (daily-partitioned, inferred from its assets) with the step retry policy and a `refresh_assets/kind` tag the run queue
     limits (dagster.yaml)."""
     return dg.define_asset_job(
         name=f"{name}_job",
         selection=selection,
-        partitions_def=daily_partitions,
         description=description,
         op_retry_policy=retry_policy_from_env(),
         tags={"refresh_assets/kind": name},
