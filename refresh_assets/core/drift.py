@@ -477,20 +477,8 @@ def check_drift(
         for column, kind in kinds.items()
     }
 
-    results, dataset_drift, share = _run_evidently(
-        reference_sample, current_sample, kinds, methods, settings, html_path
-    )
-    return DriftResult(
-        dataset_drift=dataset_drift,
-        drift_share=share,
-        share_threshold=settings.drift_share,
-        columns=tuple(results),
-        reference_rows=len(reference),
-        current_rows=len(current),
-        sampled_rows=(len(reference_sample), len(current_sample)),
-        sample_seed=settings.seed,
-        seconds=time.perf_counter() - started,
-    )
+    return _evidently_result(reference, current, reference_sample, current_sample, kinds, methods, settings,
+                             html_path, started)
 
 
 def check_drift_full(
@@ -509,7 +497,15 @@ def check_drift_full(
     _usable_counts(reference, kinds, "reference")
     _usable_counts(current, kinds, "current")
     methods = {column: settings.method_for(column, kind) for column, kind in kinds.items()}
-    results, dataset_drift, share = _run_evidently(reference, current, kinds, methods, settings, html_path)
+    return _evidently_result(reference, current, reference, current, kinds, methods, settings, html_path, started)
+
+
+def _evidently_result(reference, current, reference_rows_seen, current_rows_seen, kinds, methods, settings,
+                      html_path, started) -> DriftResult:
+    """Run Evidently on the rows it is to see and wrap its verdicts with the sizes and the time taken."""
+    results, dataset_drift, share = _run_evidently(
+        reference_rows_seen, current_rows_seen, kinds, methods, settings, html_path
+    )
     return DriftResult(
         dataset_drift=dataset_drift,
         drift_share=share,
@@ -517,7 +513,7 @@ def check_drift_full(
         columns=tuple(results),
         reference_rows=len(reference),
         current_rows=len(current),
-        sampled_rows=(len(reference), len(current)),
+        sampled_rows=(len(reference_rows_seen), len(current_rows_seen)),
         sample_seed=settings.seed,
         seconds=time.perf_counter() - started,
     )
