@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 DAGSTER_HOME_EMBEDDED = $(abspath $(DATA))/dagster_home
 
-.PHONY: install run test test-unit ui serve lock validate clean
+
+.PHONY: install browser run test test-unit ui serve lock validate clean
 
 install: $(STAMP)
 
@@ -25,7 +26,11 @@ lock:
 run: install
 	$(BIN)/refresh-assets --data-dir data/demo demo
 
-test: install
+# Debian's Chromium for the web UI test (no browser download; root, as on these machines).
+browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: install browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 1200 refresh_assets_tests
 
 test-unit: install
