@@ -52,7 +52,8 @@ def _parse_value(raw: str):
 def run_config_from_sets(pairs: list[str]) -> tuple[dict, list[str] | None]:
     """Turn ``key=value`` pairs into refresh_job run config; every op whose Config has the key gets it.
 
-    ``algorithms=a,b`` also narrows which candidate assets are trained. Returns (run_config, algorithms).
+    ``algorithms=a,b`` limits which candidates may challenge (all four are still trained). Returns
+    (run_config, algorithms).
     """
     from refresh_assets.config import OP_CONFIGS, ConfigError
 
