@@ -5,8 +5,6 @@ skipped through optional outputs: a kept champion materializes with promoted=fal
 reports a partition as failed (dagster-io/dagster#34219).
 """
 
-import json
-import urllib.request
 
 import dagster as dg
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from refresh_assets_tests.conftest import FAST_RUN_CONFIG
 from refresh_assets_tests.integration.dagster_processes import (
     dagster_processes,
+    post_graphql,
     project_env,
     wait_for,
     write_instance_yaml,
@@ -38,21 +37,13 @@ mutation($params: LaunchBackfillParams!) {
 }"""
 
 
-def graphql(port: int, query: str, variables: dict) -> dict:
-    body = json.dumps({"query": query, "variables": variables}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
 def test_asset_backfill_over_several_partitions_ends_green(tmp_path, drift_warehouse):
     home, data = tmp_path / "home", tmp_path / "data"
     write_instance_yaml(home, storage={"sqlite": {"base_dir": str(home / "storage")}})
     env = project_env(home, data, drift_warehouse)
     with dg.DagsterInstance.from_config(str(home)) as instance, \
             dagster_processes(env, tmp_path / "logs") as port:
-        answer = graphql(port, LAUNCH_BACKFILL, {"params": {
+        answer = post_graphql(port, LAUNCH_BACKFILL, {"params": {
             "partitionNames": PARTITIONS,
             "assetSelection": [{"path": [key]} for key in REFRESH_ASSETS],
             "runConfigData": FAST_RUN_CONFIG,

@@ -32,11 +32,7 @@ from refresh_assets_tests.integration.dagster_processes import (
     write_instance_yaml,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    # raised inside dagster_graphql's own client (gql 4 deprecates how it passes variables), not here
-    pytest.mark.filterwarnings("ignore:Using variable_values and operation_name:DeprecationWarning"),
-]
+pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
 FIRST, SECOND = PRE_DRIFT  # 2026-04-06, 2026-04-13

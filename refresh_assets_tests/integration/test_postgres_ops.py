@@ -36,7 +36,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -49,15 +48,12 @@ from refresh_assets_tests.conftest import CANDIDATES
 from refresh_assets_tests.integration.dagster_processes import (
     REPO,
     dagster_processes,
+    post_graphql,
     project_env,
     wait_for,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    # raised inside dagster_graphql's own client (gql 4 deprecates how it passes variables), not here
-    pytest.mark.filterwarnings("ignore:Using variable_values and operation_name:DeprecationWarning"),
-]
+pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
 RUN_TIMEOUT = 420
@@ -113,11 +109,7 @@ def drop_database(name: str) -> None:
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(f"http://{HOST}:{port}/graphql", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer = json.loads(response.read())
+    answer = post_graphql(port, query, variables)
     assert not answer.get("errors"), answer
     return answer["data"]
 
