@@ -7,7 +7,7 @@ DATA ?= data
 DAGSTER_HOME_EMBEDDED = $(abspath $(DATA))/dagster_home
 
 
-.PHONY: install browser run test test-unit ui serve lock validate clean
+.PHONY: install browser run test test-unit ui serve lock validate clean bench bench-quick
 
 install: $(STAMP)
 
@@ -35,6 +35,14 @@ test: install browser
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" refresh_assets_tests
+
+# Benchmarks (not tests): data/bench/results.json + docs/BENCHMARKS.md (full sizes, ~1 h on 2 cores), or a
+# quick sanity run of every benchmark on small sizes (data/bench/results.json + data/bench/BENCHMARKS-quick.md).
+bench: install
+	$(BIN)/python -m refresh_assets_tests.benchmarks.suite --size full
+
+bench-quick: install
+	$(BIN)/python -m refresh_assets_tests.benchmarks.suite --size quick
 
 validate: install
 	mkdir -p $(DAGSTER_HOME_EMBEDDED)

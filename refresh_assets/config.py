@@ -87,7 +87,7 @@ class ComparisonConfig(dg.Config):
     """How candidates and the champion are compared, and when a challenger is promoted."""
 
     algorithms: list[Algorithm] = Field(
-        default_factory=lambda: list(ALL_ALGORITHMS), description="Candidates that may challenge the champion."
+        default_factory=lambda: list(Algorithm), description="Candidates that may challenge the champion."
     )
     min_improvement: float = Field(
         default=0.0, ge=-0.1, le=0.5,

@@ -131,6 +131,12 @@ def load_query(path: str | Path | None = None) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode()).hexdigest()
 
 
+def _quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """No progress bar on stdout: the step's own log says what runs (it would also garble captured stdout)."""
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 @contextmanager
 def open_source(location: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the raw warehouse read-only: a DuckDB file, or a folder of ``<table>.parquet`` files."""
@@ -138,7 +144,7 @@ def open_source(location: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
     source = Path(location)
     if source.is_dir():
-        con = duckdb.connect()
+        con = _quiet(duckdb.connect())
         try:
             for table in RAW_TABLES:
                 files = sorted(source.glob(f"{table}*.parquet")) or sorted((source / table).glob("*.parquet"))
@@ -149,7 +155,7 @@ def open_source(location: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
         finally:
             con.close()
     elif source.is_file():
-        con = duckdb.connect(str(source), read_only=True)
+        con = _quiet(duckdb.connect(str(source), read_only=True))
         try:
             yield con
         finally:
@@ -231,6 +237,12 @@ def build_dataset(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, query_path:
         log(f"snapshots: train {[str(d) for d in plan.train_dates]}, holdout "
             f"{[str(d) for d in plan.holdout_dates]}, scoring {plan.scoring_date}")
     rows = run_query(con, sql, spec.as_of_date, plan.all_dates(), spec.label_horizon_days)
+    return split_dataset(rows, spec, plan, query_sha, log)
+
+
+def split_dataset(rows: pd.DataFrame, spec: DatasetSpec, plan: SnapshotPlan, query_sha: str,
+                  log=None) -> DatasetFrames:
+    """Split checked query rows by snapshot date into the training, holdout and scoring frames."""
     dates = rows["as_of_date"].dt.date
     train = rows[dates.isin(plan.train_dates)].reset_index(drop=True)
     holdout = rows[dates.isin(plan.holdout_dates)].reset_index(drop=True)

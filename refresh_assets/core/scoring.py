@@ -26,23 +26,34 @@ def predict_scores(model, frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(proba[:, 1], dtype=np.float64)
 
 
+def _top_k_count(n: int, share: float) -> int:
+    return min(n, max(1, math.ceil(share * n))) if n else 0
+
+
+def risk_ranks(scores: np.ndarray) -> np.ndarray:
+    """1 for the highest score, n for the lowest; ties ranked by position (pandas' ``method="first"``)."""
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(1, len(order) + 1, dtype=np.int64)
+    return ranks
+
+
 def top_k_mask(scores: np.ndarray, share: float) -> np.ndarray:
     """True for the ceil(share * n) highest scores (ties broken by position, stable)."""
-    n = len(scores)
-    k = min(n, max(1, math.ceil(share * n))) if n else 0
-    order = np.argsort(-scores, kind="stable")
-    mask = np.zeros(n, dtype=bool)
-    mask[order[:k]] = True
-    return mask
+    return risk_ranks(scores) <= _top_k_count(len(scores), share)
 
 
 def score_batch(model, frame: pd.DataFrame, top_k_share: float, champion_version: int) -> pd.DataFrame:
-    """The production scores table: keys, score, rank (1 = most at risk), flagged top-k, version."""
+    """The production scores table: keys, score, rank (1 = most at risk), flagged top-k, version.
+
+    One sort gives both the rank and the top-k flag (the batch can hold millions of rows).
+    """
     scores = predict_scores(model, frame)
+    ranks = risk_ranks(scores)
     out = frame[list(KEY_COLUMNS)].copy()
     out["churn_score"] = scores
-    out["risk_rank"] = pd.Series(scores).rank(ascending=False, method="first").astype("int64").to_numpy()
-    out["top_k"] = top_k_mask(scores, top_k_share)
+    out["risk_rank"] = ranks
+    out["top_k"] = ranks <= _top_k_count(len(scores), top_k_share)
     out["champion_version"] = champion_version
     return out
 

@@ -1,0 +1,90 @@
+"""30 consecutive daily partitions refreshed one after another: do the last ones cost more than the first?
+
+Everything that grows with history is on: one instance (SQLite) collects every run's events, one output
+store every partition's folders and manifests, one registry every promotion. Each partition runs
+refresh_job in process (as a backfill's runs would, one at a time) and, when it promoted, the propagation the
+promotion sensor requests. The figure is the mean refresh_job time of the last 5 partitions over the first 5;
+a small population and tuning budget keep the per-partition work small, so growth in overhead would show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from refresh_assets_tests.benchmarks.common import Row, log, with_stats
+
+TARGET_RATIO = 1.2
+RUN_CONFIG = {
+    "ops": {
+        **{f"candidate_{a}": {"config": {"tuning_budget": 1, "cv_splits": 2, "max_training_rows": 4000}}
+           for a in ("logreg", "random_forest", "hist_gb", "ensemble")},
+        "model_comparison": {"config": {"bootstrap_samples": 200}},
+    },
+    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+}
+
+
+def run(size: dict) -> list[Row]:
+    from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
+
+    partitions = size["backfill_partitions"]
+    window = min(5, partitions // 2)
+    cfg = SimulationConfig(n_players=size["backfill_players"], seed=23)
+    keys = [str(cfg.end_date() - dt.timedelta(days=partitions - 1 - i)) for i in range(partitions)]
+    saved = {k: os.environ.get(k) for k in ("REFRESH_ASSETS_DATA_DIR", "REFRESH_ASSETS_WAREHOUSE", "DAGSTER_HOME")}
+    with tempfile.TemporaryDirectory(prefix="bench_backfill_") as tmp:
+        root = Path(tmp)
+        simulate_to_duckdb(cfg, root / "raw.duckdb")
+        os.environ["REFRESH_ASSETS_DATA_DIR"] = str(root)
+        os.environ["REFRESH_ASSETS_WAREHOUSE"] = str(root / "raw.duckdb")
+        try:
+            from refresh_assets.definitions import build_defs
+            from refresh_assets.local_runs import embedded_instance, tick_sensor
+            from refresh_assets.resources import ArtifactStore, Registry, Warehouse
+
+            defs = build_defs({"warehouse": Warehouse(location=str(root / "raw.duckdb")),
+                               "artifacts": ArtifactStore(root=str(root / "outputs")),
+                               "registry": Registry(root=str(root / "registry"))})
+            instance = embedded_instance(root / "dagster_home")
+            job = defs.resolve_job_def("refresh_job")
+            runs = []
+            for i, key in enumerate(keys):
+                start = time.perf_counter()
+                result = job.execute_in_process(instance=instance, partition_key=key, run_config=RUN_CONFIG)
+                refresh_seconds = time.perf_counter() - start
+                start = time.perf_counter()
+                propagated = tick_sensor(defs, instance, "promotion_sensor", quiet=True)
+                runs.append({"partition": key, "refresh_seconds": refresh_seconds,
+                             "propagation_seconds": time.perf_counter() - start, "promoted": bool(propagated),
+                             "success": result.success})
+                log(f"backfill {i + 1}/{partitions} {key}: {refresh_seconds:.1f}s"
+                    f"{' + propagation' if propagated else ''}")
+            instance.dispose()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    if not all(r["success"] for r in runs):
+        raise RuntimeError(f"backfill runs failed: {[r['partition'] for r in runs if not r['success']]}")
+    first = statistics.mean(r["refresh_seconds"] for r in runs[:window])
+    last = statistics.mean(r["refresh_seconds"] for r in runs[-window:])
+    ratio = last / first
+    log(f"backfill: last {window} {last:.1f}s vs first {window} {first:.1f}s per partition (x{ratio:.2f})")
+    return [with_stats(Row(
+        name="backfill_flatness",
+        what=f"{partitions} consecutive daily partitions of refresh_job, one instance/store/registry "
+             f"({cfg.n_players:,} players, tuning budget 1): mean seconds per partition of the last {window}",
+        value=round(last, 3), unit="s", target=f"last {window} <= {TARGET_RATIO}x the first {window}",
+        met=ratio <= TARGET_RATIO, baseline=round(first, 3),
+        baseline_what=f"mean seconds per partition of the first {window} (s)", ratio=round(ratio, 3),
+        ratio_what=f"last {window} / first {window}", runs=runs,
+        notes=f"{sum(r['promoted'] for r in runs)} of {partitions} partitions promoted and were propagated "
+              "(propagation timed separately, not in the figure)",
+    ))]

@@ -1,0 +1,88 @@
+"""The refresh benchmark's baseline: the same refresh as a plain Python script, no Dagster.
+
+It calls the same core functions with the same settings and writes the same files (the three dataset
+frames, four skops models, the decision, the reports, the holdout scores, the registry promotion, the
+production scores), so the only difference left with a Dagster run is the orchestration: Dagster's own
+work, the audit record, manifests and file hashes, and reading inputs back from disk between steps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+BASE = ("logreg", "random_forest", "hist_gb")
+
+
+def plain_refresh(warehouse: str | Path, workdir: str | Path, partition: str, settings: dict[str, Any]) -> dict:
+    """Dataset -> candidates -> comparison -> champion -> scores for one partition, in this process."""
+    import pandas as pd
+
+    from refresh_assets.core import evaluate, features, models, report
+    from refresh_assets.core.artifacts import atomic_write_json, atomic_write_parquet, atomic_write_text, save_model
+    from refresh_assets.core.registry import ModelRegistry
+    from refresh_assets.core.scoring import predict_scores, score_batch
+
+    work = Path(workdir)
+    training, comparison, scoring = settings["training"], settings["comparison"], settings["scoring"]
+    spec = features.DatasetSpec(as_of_date=dt.date.fromisoformat(partition))
+    with features.open_source(warehouse) as con:
+        frames = features.build_dataset(con, spec)
+    data = work / "dataset"
+    for name in ("train", "holdout", "scoring"):
+        atomic_write_parquet(data / f"{name}.parquet", getattr(frames, name))
+
+    train = frames.train
+    numeric, categorical = models.feature_columns(train)
+    X, y, dates = train[numeric + categorical], train["label"].to_numpy(), train["as_of_date"].to_numpy()
+    common = {"n_iter": training["tuning_budget"], "n_splits": training["cv_splits"],
+              "seed": training["random_seed"], "max_rows": training["max_training_rows"]}
+    tuned = {algorithm: models.tune(algorithm, X, y, dates, **common) for algorithm in BASE}
+    tuned["ensemble"] = models.tune_ensemble({a: tuned[a].pipeline for a in BASE}, X, y, dates, **common)
+    model_files = {}
+    for algorithm, result in tuned.items():
+        path = work / "candidates" / algorithm / "model.skops"
+        save_model(result.pipeline, path)
+        model_files[algorithm] = path
+        atomic_write_json(path.parent / "summary.json", {"best_params": result.best_params,
+                                                         "cv_score_roc_auc": result.cv_score})
+
+    holdout = frames.holdout
+    y_holdout = holdout["label"].to_numpy()
+    predictions = {a: predict_scores(r.pipeline, holdout) for a, r in tuned.items()}
+    metrics = {name: evaluate.classification_metrics(y_holdout, p, top_k=comparison["top_k_share"])
+               for name, p in predictions.items()}
+    decision = evaluate.decide(y_holdout, predictions, None, min_improvement=comparison["min_improvement"],
+                               n_boot=comparison["bootstrap_samples"], alpha=1 - comparison["confidence"],
+                               seed=comparison["random_seed"])
+    table = evaluate.comparison_table(metrics, None)
+    markdown = evaluate.comparison_markdown(table, decision)
+    out = work / "comparison"
+    atomic_write_json(out / "decision.json", {"decision": decision.to_dict(), "metrics": metrics})
+    atomic_write_text(out / "report.md", markdown)
+    table.to_csv(out / "metrics.csv")
+    scored = holdout[["entity_id", "as_of_date", "label"]].copy()
+    for name, p in predictions.items():
+        scored[f"score_{name}"] = p
+    atomic_write_parquet(out / "holdout_scores.parquet", scored)
+    report.write_comparison_html(out / "report.html", y_holdout, predictions, markdown, title=f"Model comparison {partition}")
+
+    registry = ModelRegistry(work / "registry")
+    champion = registry.promote(model_files[decision.challenger], algorithm=decision.challenger,
+                                partition_key=partition, metrics=metrics[decision.challenger],
+                                dataset_hash="n/a", run_id="plain-script", reason=decision.reason)
+    model = registry.load_model(champion.version)
+    batch = pd.read_parquet(data / "scoring.parquet")
+    scores = score_batch(model, batch, scoring["top_k_share"], champion.version)
+    atomic_write_parquet(work / "scores" / "scores.parquet", scores)
+    return {"promoted": decision.challenger, "scored_rows": int(len(scores)),
+            "train_rows": int(len(train)), "holdout_rows": int(len(holdout))}
+
+
+if __name__ == "__main__":  # pragma: no cover - used by bench_refresh in a fresh process
+    import sys
+
+    args = json.loads(sys.argv[1])
+    print(json.dumps(plain_refresh(args["warehouse"], args["workdir"], args["partition"], args["settings"])))

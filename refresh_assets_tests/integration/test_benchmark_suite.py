@@ -1,0 +1,36 @@
+"""Smoke run of the benchmark suite on tiny sizes so the scripts cannot rot (the figures are not checked:
+at these sizes they mean nothing; ``make bench`` measures the targets)."""
+
+import json
+import math
+
+import pytest
+
+from refresh_assets_tests.benchmarks import suite
+
+pytestmark = pytest.mark.integration
+
+ROW_FIELDS = {"name", "value", "baseline", "ratio", "unit", "target", "met", "runs"}
+
+
+def test_tiny_suite_writes_every_row(tmp_path):
+    exit_code = suite.main(["--size", "tiny", "--out", str(tmp_path), "--docs", str(tmp_path / "BENCHMARKS.md")])
+    result = json.loads((tmp_path / "results.json").read_text())
+    failed = [(r["name"], r["notes"]) for r in result["rows"] if str(r.get("notes", "")).startswith("FAILED")]
+    assert failed == [] and exit_code == 0
+    assert [r["name"] for r in result["rows"]] == list(suite.ROW_ORDER)
+    assert {"machine", "versions", "rows"} <= set(result)
+    assert result["machine"]["cpus"] >= 1 and result["versions"]["dagster"].startswith("1.")
+    for row in result["rows"]:
+        assert ROW_FIELDS <= set(row), row["name"]
+        assert isinstance(row["met"], bool) and row["runs"], row["name"]
+        assert math.isfinite(row["value"]) and row["value"] > 0, row["name"]
+        if row["name"] != "refresh_peak_memory":
+            assert row["baseline"] is not None and row["baseline"] > 0, row["name"]
+            assert row["ratio"] is not None and row["ratio"] > 0, row["name"]
+    by_name = {r["name"]: r for r in result["rows"]}
+    # the refresh rows compare like with like: every mode promoted the same algorithm on the same data
+    for run in by_name["refresh_inprocess"]["runs"]:
+        assert run["promoted"] == run["script_promoted"]
+    table = (tmp_path / "BENCHMARKS.md").read_text()
+    assert all(f"`{name}`" in table for name in suite.ROW_ORDER)
