@@ -144,8 +144,13 @@ class DriftConfig(dg.Config):
     """How the drift check compares D's scoring population with the champion's training data."""
 
     drift_share: float = Field(
-        default=0.5, gt=0.0, le=1.0,
-        description="Dataset drift when at least this share of the feature columns drifted.",
+        default=0.05, gt=0.0, le=1.0,
+        description="Dataset drift when at least this share of the judged feature columns drifted "
+                    "(0.05: any one of the packaged 18; see docs/DECISIONS.md).",
+    )
+    min_column_values: int = Field(
+        default=1000, ge=1,
+        description="Columns with fewer non-null values on either side are shown but not counted in the share.",
     )
     num_method: str | None = Field(default=None, description="Evidently stat test for numeric columns; empty: Evidently's default (normed Wasserstein above 1000 rows).")
     cat_method: str | None = Field(default=None, description="Evidently stat test for categorical columns; empty: Evidently's default (Jensen-Shannon above 1000 rows).")
@@ -161,7 +166,7 @@ class DriftConfig(dg.Config):
             drift_share=self.drift_share, num_method=self.num_method or None, cat_method=self.cat_method or None,
             per_column_method=dict(self.per_column_method) or None,
             per_column_threshold=dict(self.per_column_threshold) or None,
-            sample_size=self.sample_size, seed=self.random_seed,
+            sample_size=self.sample_size, seed=self.random_seed, min_column_values=self.min_column_values,
         )
 
 
