@@ -7,7 +7,7 @@ DATA ?= data
 DAGSTER_HOME_EMBEDDED = $(abspath $(DATA))/dagster_home
 
 
-.PHONY: install browser run test test-unit ui serve lock validate clean
+.PHONY: install browser run test test-unit ui serve lock validate clean decisions decisions-quick
 
 install: $(STAMP)
 
@@ -35,6 +35,15 @@ test: install browser
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" refresh_assets_tests
+
+# Decision-quality study (docs/DECISIONS.md): seeded simulations with a known truth -> data/bench/decisions.json.
+# The full study also rewrites the measured tables of docs/DECISIONS.md; the quick one (< 5 min) only the JSON.
+# Both exit non-zero when a target is missed.
+decisions: install
+	$(BIN)/python refresh_assets_tests/benchmarks/decision_study.py --out data/bench --docs docs/DECISIONS.md
+
+decisions-quick: install
+	$(BIN)/python refresh_assets_tests/benchmarks/decision_study.py --quick --out data/bench
 
 validate: install
 	mkdir -p $(DAGSTER_HOME_EMBEDDED)
