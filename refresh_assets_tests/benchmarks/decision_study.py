@@ -104,7 +104,7 @@ class StudySettings:
     drift_seeds: int | None = None
 
 
-FULL = StudySettings(seeds=30, players=3000)
+FULL = StudySettings(seeds=24, players=3000, tuning_budget=1, algorithms=("logreg",))
 #: players=3000 keeps the scoring population (~1,500 rows) above DriftSettings.min_column_values, so drift
 #: is judged; 20 no-change seeds for the false-promotion target, 10 seeds of each drift scenario.
 QUICK = StudySettings(seeds=20, players=3000, truth_players=15_000, n_boot=500, tuning_budget=1,
