@@ -7,7 +7,7 @@ DATA ?= data
 DAGSTER_HOME_EMBEDDED = $(abspath $(DATA))/dagster_home
 
 
-.PHONY: install browser run test test-unit ui serve lock validate clean bench bench-quick
+.PHONY: install browser run test test-unit ui serve lock validate clean bench bench-quick decisions decisions-quick
 
 install: $(STAMP)
 
@@ -43,6 +43,15 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m refresh_assets_tests.benchmarks.suite --size quick
+
+# Decision-quality study (docs/DECISIONS.md): seeded simulations with a known truth -> data/bench/decisions.json.
+# The full study also rewrites the measured tables of docs/DECISIONS.md; the quick one (< 5 min) only the JSON.
+# Both exit non-zero when a target is missed.
+decisions: install
+	$(BIN)/python refresh_assets_tests/benchmarks/decision_study.py --out data/bench --docs docs/DECISIONS.md
+
+decisions-quick: install
+	$(BIN)/python refresh_assets_tests/benchmarks/decision_study.py --quick --out data/bench
 
 validate: install
 	mkdir -p $(DAGSTER_HOME_EMBEDDED)

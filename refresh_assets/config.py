@@ -97,6 +97,34 @@ class ComparisonConfig(dg.Config):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Confidence level of the interval.")
     top_k_share: float = Field(default=0.1, gt=0.0, le=0.5, description="Share flagged for precision/recall at top k.")
     random_seed: int = Field(default=42, description="Seed of the bootstrap.")
+    calibration_margin: float = Field(
+        default=0.002, ge=0.0, le=0.1,
+        description="Guardrail: promote only if the upper bound of the Brier(challenger) - Brier(champion) "
+                    "interval is at most this (non-inferiority margin on calibration).",
+    )
+    slice_margin: float = Field(
+        default=0.02, ge=0.0, le=0.5,
+        description="Guardrail: in every slice large enough to judge, the lower bound of the ROC AUC gain "
+                    "interval must be at least minus this.",
+    )
+    slice_columns: list[str] = Field(
+        default_factory=lambda: ["platform", "country", "channel"],
+        description="Categorical holdout columns whose values are slices for the slice guardrail; [] for none.",
+    )
+    min_slice_rows: int = Field(default=500, ge=2, description="Slices with fewer holdout rows are reported, not gated.")
+    min_slice_positives: int = Field(
+        default=50, ge=2, description="Slices with fewer rows of either class are reported, not gated."
+    )
+
+    def guardrails(self):
+        """The plain-Python guardrail settings ``evaluate.guardrail_gates`` takes."""
+        from refresh_assets.core.evaluate import GuardrailSettings
+
+        return GuardrailSettings(
+            calibration_margin=self.calibration_margin, slice_margin=self.slice_margin,
+            slice_columns=tuple(self.slice_columns), min_slice_rows=self.min_slice_rows,
+            min_slice_positives=self.min_slice_positives,
+        )
 
     @field_validator("algorithms")
     @classmethod
@@ -116,8 +144,13 @@ class DriftConfig(dg.Config):
     """How the drift check compares D's scoring population with the champion's training data."""
 
     drift_share: float = Field(
-        default=0.5, gt=0.0, le=1.0,
-        description="Dataset drift when at least this share of the feature columns drifted.",
+        default=0.05, gt=0.0, le=1.0,
+        description="Dataset drift when at least this share of the judged feature columns drifted "
+                    "(0.05: any one of the packaged 18; see docs/DECISIONS.md).",
+    )
+    min_column_values: int = Field(
+        default=1000, ge=1,
+        description="Columns with fewer non-null values on either side are shown but not counted in the share.",
     )
     num_method: str | None = Field(default=None, description="Evidently stat test for numeric columns; empty: Evidently's default (normed Wasserstein above 1000 rows).")
     cat_method: str | None = Field(default=None, description="Evidently stat test for categorical columns; empty: Evidently's default (Jensen-Shannon above 1000 rows).")
@@ -133,7 +166,7 @@ class DriftConfig(dg.Config):
             drift_share=self.drift_share, num_method=self.num_method or None, cat_method=self.cat_method or None,
             per_column_method=dict(self.per_column_method) or None,
             per_column_threshold=dict(self.per_column_threshold) or None,
-            sample_size=self.sample_size, seed=self.random_seed,
+            sample_size=self.sample_size, seed=self.random_seed, min_column_values=self.min_column_values,
         )
 
 

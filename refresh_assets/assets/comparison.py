@@ -82,6 +82,7 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
         decision = evaluate.decide(
             y, predictions, champion_name, min_improvement=config.min_improvement,
             n_boot=config.bootstrap_samples, alpha=1 - config.confidence, seed=config.random_seed,
+            extra_gates=evaluate.guardrail_gates(config.guardrails(), holdout),
         )
         table = evaluate.comparison_table(metrics, champion_name)
         markdown = evaluate.comparison_markdown(table, decision)
@@ -126,5 +127,8 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
             "reason": decision.reason,
             "improvement_ci_lower": float(boot.lower) if boot else float("nan"),
             "improvement_ci_upper": float(boot.upper) if boot else float("nan"),
+            "deciding_gate": decision.deciding_gate,
+            "gates_failed": ", ".join(g.name for g in decision.gates if g.gated and not g.passed) or "none",
+            "delong_p_value": float(decision.delong.p_value) if decision.delong else float("nan"),
         },
     )

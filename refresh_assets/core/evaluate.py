@@ -432,6 +432,91 @@ def paired_bootstrap_diff(
 
 
 # --------------------------------------------------------------------------------------------
+# DeLong's test (a second opinion on the ROC AUC difference)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DelongResult:
+    """DeLong's test of ROC AUC(challenger) - AUC(champion) scored on the same rows (correlated AUCs).
+
+    Reported beside the paired bootstrap, not gated: it is an asymptotic normal approximation, so two
+    methods that agree make a decision easier to trust, and a disagreement is worth a look.
+    """
+
+    auc_challenger: float
+    auc_champion: float
+    diff: float
+    std_error: float
+    z: float
+    p_value: float
+    lower: float
+    upper: float
+    alpha: float
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank, along the last axis."""
+    from scipy.stats import rankdata
+
+    return rankdata(values, method="average", axis=-1)
+
+
+def delong_test(y: Any, p_challenger: Any, p_champion: Any, alpha: float = 0.05) -> DelongResult:
+    """DeLong, DeLong & Clarke-Pearson (1988) test, computed the fast O(n log n) way of Sun & Xu (2014).
+
+    The structural components (each positive's share of negatives ranked below it, each negative's share of
+    positives ranked above it; ties count 1/2) come from midranks instead of the n_pos x n_neg comparison
+    matrix, so a 50k-row holdout takes milliseconds.
+    """
+    from scipy.stats import norm
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    labels, challenger = _validated(y, p_challenger)
+    champion = _as_probabilities(p_champion, labels.size, name="p_champion")
+    positive = labels == 1
+    scores = np.vstack([challenger, champion])  # (2 models, n rows)
+    positive_scores, negative_scores = scores[:, positive], scores[:, ~positive]
+    n_positive, n_negative = positive_scores.shape[1], negative_scores.shape[1]
+
+    rank_all = _midranks(np.hstack([positive_scores, negative_scores]))
+    rank_within_positive = _midranks(positive_scores)
+    rank_within_negative = _midranks(negative_scores)
+    # Negatives below each positive = its rank among all minus its rank among positives.
+    positive_components = (rank_all[:, :n_positive] - rank_within_positive) / n_negative
+    negative_components = 1.0 - (rank_all[:, n_positive:] - rank_within_negative) / n_positive
+    aucs = positive_components.mean(axis=1)
+
+    covariance = (
+        np.cov(positive_components) / n_positive + np.cov(negative_components) / n_negative
+        if min(n_positive, n_negative) > 1
+        else np.full((2, 2), np.nan)
+    )
+    variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
+    diff = float(aucs[0] - aucs[1])
+    std_error = math.sqrt(max(variance, 0.0)) if math.isfinite(variance) else math.nan
+    if std_error > 0:
+        z = diff / std_error
+        p_value = float(2 * norm.sf(abs(z)))
+    else:  # identical rankings (or too few rows): no spread to test against
+        z = 0.0 if diff == 0 else math.copysign(math.inf, diff)
+        p_value = 1.0 if diff == 0 else 0.0
+    half_width = float(norm.ppf(1 - alpha / 2)) * std_error if std_error > 0 else 0.0
+    return DelongResult(
+        auc_challenger=float(aucs[0]),
+        auc_champion=float(aucs[1]),
+        diff=diff,
+        std_error=float(std_error),
+        z=float(z),
+        p_value=p_value,
+        lower=diff - half_width,
+        upper=diff + half_width,
+        alpha=float(alpha),
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # decision
 # --------------------------------------------------------------------------------------------
 
@@ -445,6 +530,7 @@ class Gate:
     threshold: float | None
     passed: bool
     detail: str
+    gated: bool = True  # False: reported only (e.g. a slice too small to judge); never blocks a promotion
 
 
 @dataclass(frozen=True)
@@ -456,11 +542,14 @@ class GateContext:
     challenger: str
     champion: str | None
     metric: str
+    n_boot: int = 1000
+    alpha: float = 0.05
+    seed: int = 0
 
 
-# A pluggable gate (e.g. calibration, per-slice non-inferiority): returns a Gate; the challenger is
-# promoted only if every gate passes.
-GateCheck = Callable[[GateContext], Gate]
+# A pluggable gate (e.g. calibration, per-slice non-inferiority): returns one Gate or several (one per
+# slice); the challenger is promoted only if every gated Gate passes.
+GateCheck = Callable[[GateContext], "Gate | Sequence[Gate]"]
 
 
 def _json_safe(value: Any) -> Any:
@@ -488,10 +577,17 @@ class Decision:
     reason: str
     gates: tuple[Gate, ...]
     bootstrap: BootstrapResult | None
+    delong: DelongResult | None = None  # second opinion on the primary ROC AUC difference, never gated
+
+    @property
+    def deciding_gate(self) -> str:
+        """Name of the gate the decision turned on: the first failed gated gate, else the primary gate."""
+        failed = [gate for gate in self.gates if gate.gated and not gate.passed]
+        return (failed[0] if failed else self.gates[0]).name
 
     def to_dict(self) -> dict:
         """Plain JSON types only (tuples -> lists, NaN/inf -> None) for metadata and registries."""
-        return _json_safe(asdict(self))
+        return _json_safe({**asdict(self), "deciding_gate": self.deciding_gate})
 
 
 def choose_best(candidate_metrics: Mapping[str, Mapping[str, float]], metric: str = PRIMARY_METRIC) -> str:
@@ -542,6 +638,149 @@ def _primary_metric_gate(bootstrap: BootstrapResult, challenger: str, min_improv
     )
 
 
+# --------------------------------------------------------------------------------------------
+# guardrail gates: non-inferiority on calibration and within slices
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuardrailSettings:
+    """Non-inferiority margins of the guardrail gates; see docs/DECISIONS.md for how they were chosen.
+
+    A guardrail does not ask the challenger to be better, only to be not worse than the champion by more
+    than the margin, judged on the bound of the paired-bootstrap interval (not the point value), so noise
+    alone neither blocks a real improvement nor lets a real regression through.
+    """
+
+    calibration_margin: float = 0.002  # Brier: challenger - champion upper bound must be <= this
+    slice_margin: float = 0.02  # primary metric within a slice: gain lower bound must be >= -this
+    slice_columns: tuple[str, ...] = ("platform", "country", "channel")
+    min_slice_rows: int = 500  # smaller slices are reported, not gated
+    min_slice_positives: int = 50  # ... and so are slices with fewer rows of either class
+
+    def __post_init__(self) -> None:
+        for name in ("calibration_margin", "slice_margin"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("min_slice_rows", "min_slice_positives"):
+            if int(getattr(self, name)) < 2:
+                raise ValueError(f"{name} must be >= 2, got {getattr(self, name)!r}")
+
+
+def calibration_gate(margin: float) -> GateCheck:
+    """Brier non-inferiority: the upper bound of the paired-bootstrap interval of Brier(challenger) -
+    Brier(champion) must not exceed ``margin``. Brier rather than the calibration slope because it is a
+    proper score (a bootstrap of the slope needs a model fit per replicate) and it is what a retention
+    budget computed from the probabilities pays for."""
+
+    def check(context: GateContext) -> tuple[Gate, ...]:
+        if context.champion is None:
+            return ()
+        boot = paired_bootstrap_diff(
+            context.y,
+            context.predictions[context.challenger],
+            context.predictions[context.champion],
+            "brier",
+            context.n_boot,
+            context.alpha,
+            context.seed,
+        )
+        passed = boot.upper <= margin
+        confidence = f"{100 * (1 - boot.alpha):g}%"
+        detail = (
+            f"the upper bound of the {confidence} paired-bootstrap interval of Brier(challenger) - "
+            f"Brier(champion) is {boot.upper:.4f} (observed {boot.observed_diff:+.4f}, interval "
+            f"[{boot.lower:.4f}, {boot.upper:.4f}]), which {'is within' if passed else 'exceeds'} the "
+            f"calibration margin {margin:.4f}"
+        )
+        return (Gate("calibration_brier", float(boot.upper), float(margin), bool(passed), detail),)
+
+    return check
+
+
+def _slice_label(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "(missing)"
+    return str(value)
+
+
+def slice_gates(
+    slices: Mapping[str, Any], margin: float, min_rows: int, min_positives: int
+) -> GateCheck:
+    """Per-slice non-inferiority on the primary metric: in every slice (column = value) with at least
+    ``min_rows`` rows and ``min_positives`` rows of each class, the lower bound of the challenger's gain
+    interval must be >= -margin. Smaller slices get a Gate with gated=False: shown with their point
+    figure, never blocking (their interval would be too wide to mean anything)."""
+    slice_values = {str(column): np.asarray(values, dtype=object) for column, values in slices.items()}
+
+    def check(context: GateContext) -> tuple[Gate, ...]:
+        if context.champion is None:
+            return ()
+        gates: list[Gate] = []
+        for column, raw in slice_values.items():
+            if raw.shape != context.y.shape:
+                raise ValueError(
+                    f"slice column {column!r} has {raw.size} values but the holdout has {context.y.size} rows"
+                )
+            labels = np.array([_slice_label(value) for value in raw], dtype=object)
+            for value in sorted(set(labels.tolist())):
+                rows = labels == value
+                y_slice = context.y[rows]
+                n_rows, positives = int(rows.sum()), int(y_slice.sum())
+                name = f"slice_{context.metric}[{column}={value}]"
+                challenger = context.predictions[context.challenger][rows]
+                champion = context.predictions[context.champion][rows]
+                if n_rows < min_rows or min(positives, n_rows - positives) < min_positives:
+                    both = 0 < positives < n_rows
+                    observed = (
+                        _metric_value(y_slice, challenger, context.metric)
+                        - _metric_value(y_slice, champion, context.metric)
+                        if both
+                        else None
+                    )
+                    sign = 1.0 if higher_is_better(context.metric) else -1.0
+                    gates.append(Gate(
+                        name, None if observed is None else sign * observed, -margin, True,
+                        f"too small to gate ({n_rows} rows, {positives} positives; needs {min_rows} rows and "
+                        f"{min_positives} of each class): reported, not gated", gated=False,
+                    ))
+                    continue
+                boot = paired_bootstrap_diff(
+                    y_slice, challenger, champion, context.metric, context.n_boot, context.alpha, context.seed
+                )
+                gain_lower = boot.lower if higher_is_better(context.metric) else -boot.upper
+                passed = gain_lower >= -margin
+                detail = (
+                    f"{n_rows} rows, {positives} positives: the lower bound of the {context.metric} gain in "
+                    f"{column}={value} is {gain_lower:.4f} (observed {boot.observed_diff:+.4f}), which "
+                    f"{'is within' if passed else 'is below'} the non-inferiority margin -{margin:.4f}"
+                )
+                gates.append(Gate(name, float(gain_lower), -float(margin), bool(passed), detail))
+        return tuple(gates)
+
+    return check
+
+
+def guardrail_gates(settings: GuardrailSettings, holdout: pd.DataFrame) -> list[GateCheck]:
+    """The calibration gate and the slice gates for the slice columns the holdout has.
+
+    A configured slice column the holdout lacks (a user's own query may not have it) raises: silently
+    dropping a guardrail would promote without the check the configuration asked for.
+    """
+    missing = [column for column in settings.slice_columns if column not in holdout.columns]
+    if missing:
+        raise ValueError(
+            f"slice column(s) {missing} are not in the holdout (columns: {list(holdout.columns)}); "
+            "set ComparisonConfig.slice_columns to columns the dataset query returns, or to [] for none"
+        )
+    slices = {column: holdout[column].to_numpy(dtype=object) for column in settings.slice_columns}
+    return [
+        calibration_gate(settings.calibration_margin),
+        slice_gates(slices, settings.slice_margin, settings.min_slice_rows, settings.min_slice_positives),
+    ]
+
+
 def decide(
     y: Any,
     predictions: Mapping[str, Any],
@@ -559,8 +798,10 @@ def decide(
     Promote if there is no champion, or if the lower bound of the paired bootstrap interval of
     the challenger's gain over the champion exceeds min_improvement (a point estimate alone would
     promote noise). `predictions` holds every challenger's holdout probabilities and, when there is
-    a champion, the champion's under `champion_name`. `extra_gates` (later: calibration, per-slice
-    non-inferiority) must all pass as well; the reason names the first failed gate.
+    a champion, the champion's under `champion_name`. `extra_gates` (e.g. :func:`guardrail_gates`:
+    calibration and per-slice non-inferiority) must all pass as well, except gates marked gated=False
+    (reported only); the reason names the first failed gate. DeLong's test of the ROC AUC difference is
+    attached as a second opinion and never decides.
     """
     labels = _as_binary_labels(y)
     _require_both_classes(labels)
@@ -599,12 +840,19 @@ def decide(
         primary_gate = _primary_metric_gate(bootstrap, best, min_improvement)
 
     context = GateContext(
-        y=labels, predictions=probabilities, challenger=best, champion=champion_name, metric=metric
+        y=labels, predictions=probabilities, challenger=best, champion=champion_name, metric=metric,
+        n_boot=int(n_boot), alpha=float(alpha), seed=int(seed),
     )
-    gates = (primary_gate, *(check(context) for check in extra_gates))
-    promote = all(gate.passed for gate in gates)
-    failed = [gate for gate in gates if not gate.passed]
+    gates: list[Gate] = [primary_gate]
+    for check in extra_gates:
+        result = check(context)
+        gates.extend([result] if isinstance(result, Gate) else result)
+    failed = [gate for gate in gates if gate.gated and not gate.passed]
+    promote = not failed
     deciding_gate = primary_gate if promote else failed[0]
+    delong = None
+    if champion_name is not None and metric == "roc_auc":
+        delong = delong_test(labels, probabilities[best], probabilities[champion_name], alpha)
 
     outcome = "passed" if promote else "failed"
     if promote:
@@ -620,8 +868,9 @@ def decide(
         challenger=best,
         champion=champion_name,
         reason=reason,
-        gates=gates,
+        gates=tuple(gates),
         bootstrap=bootstrap,
+        delong=delong,
     )
 
 
@@ -698,11 +947,22 @@ def comparison_markdown(table: pd.DataFrame, decision: Decision) -> str:
             f"challenger - champion = {boot.observed_diff:.4f}, "
             f"{100 * (1 - boot.alpha):g}% interval [{boot.lower:.4f}, {boot.upper:.4f}]."
         )
+    if decision.delong is not None:
+        delong = decision.delong
+        lines.append("")
+        lines.append(
+            f"**DeLong's test** (second opinion, not gated): ROC AUC challenger - champion = {delong.diff:.4f}, "
+            f"SE {delong.std_error:.4f}, z = {delong.z:.2f}, p = {delong.p_value:.4g}, "
+            f"{100 * (1 - delong.alpha):g}% interval [{delong.lower:.4f}, {delong.upper:.4f}]."
+        )
     lines.append("")
-    lines.append("**Gates:**")
+    lines.append(f"**Gates** (decided by `{decision.deciding_gate}`):")
+    lines.append("")
+    lines.append("| gate | figure | margin / threshold | result |")
+    lines.append("| --- | ---: | ---: | --- |")
     for gate in decision.gates:
         figure = "n/a" if gate.figure is None else f"{gate.figure:.4f}"
         threshold = "n/a" if gate.threshold is None else f"{gate.threshold:.4f}"
-        status = "pass" if gate.passed else "FAIL"
-        lines.append(f"- {gate.name}: {status} (figure {figure}, threshold {threshold})")
+        status = ("pass" if gate.passed else "FAIL") if gate.gated else "reported, not gated"
+        lines.append(f"| {_format_cell(gate.name)} | {figure} | {threshold} | {status} |")
     return "\n".join(lines) + "\n"

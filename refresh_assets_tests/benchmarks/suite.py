@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "bench_backfill": ("backfill_flatness",),
     "bench_sensor": ("sensor_tick",),
 }
+ANALYSIS = Path(__file__).with_name("ANALYSIS.md")
 ROW_ORDER = ("refresh_inprocess", "refresh_multiprocess", "dataset_build", "drift_check", "code_location_load",
              "batch_scoring", "backfill_flatness", "sensor_tick", "refresh_peak_memory")
 
@@ -115,6 +116,8 @@ def markdown(result: dict) -> str:
     notes = [(row["name"], row["notes"]) for row in result["rows"] if row.get("notes")]
     if notes:
         lines += ["", "Notes:", ""] + [f"- `{name}`: {note}" for name, note in notes]
+    if ANALYSIS.exists():  # the hand-written reading of the figures: profiles, fixes, what is out of reach
+        lines += ["", ANALYSIS.read_text().strip()]
     return "\n".join(lines) + "\n"
 
 

@@ -41,3 +41,23 @@ def test_cli_sets_go_to_every_op_that_has_the_field():
     assert algorithms == ["logreg", "hist_gb"]
     with pytest.raises(ConfigError, match="unknown setting 'tuning_budgt'"):
         run_config_from_sets(["tuning_budgt=3"])
+
+
+def test_launchpad_defaults_are_the_core_defaults():
+    """The guardrail and drift defaults are declared twice (plain-Python core, Dagster Config); they must agree,
+    since docs/DECISIONS.md justifies one set of figures."""
+    from refresh_assets.config import ComparisonConfig, DriftConfig
+    from refresh_assets.core.drift import DriftSettings
+    from refresh_assets.core.evaluate import GuardrailSettings
+
+    assert ComparisonConfig().guardrails() == GuardrailSettings()
+    assert DriftConfig().settings() == DriftSettings()
+
+
+def test_guardrail_config_reaches_the_core_settings():
+    from refresh_assets.config import ComparisonConfig
+
+    settings = ComparisonConfig(calibration_margin=0.01, slice_margin=0.05, slice_columns=["country"],
+                                min_slice_rows=200, min_slice_positives=20).guardrails()
+    assert (settings.calibration_margin, settings.slice_margin, settings.slice_columns) == (0.01, 0.05, ("country",))
+    assert (settings.min_slice_rows, settings.min_slice_positives) == (200, 20)

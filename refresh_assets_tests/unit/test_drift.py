@@ -136,10 +136,40 @@ def test_shift_in_sixty_percent_of_columns_is_dataset_drift_with_exactly_those_c
 
 
 def test_shift_in_one_column_flags_it_but_not_the_dataset(reference):
-    result = check_drift(reference, shifted(reference, make_frame(ROWS, seed=5), "sessions_28d", 0.3))
+    current = shifted(reference, make_frame(ROWS, seed=5), "sessions_28d", 0.3)
+    result = check_drift(reference, current, settings=DriftSettings(drift_share=0.5))
     assert result.drifted_columns == ("sessions_28d",)
     assert by_column(result)["sessions_28d"].score == pytest.approx(0.3, rel=1e-9)
     assert result.drift_share == pytest.approx(1 / 5) and not result.dataset_drift
+    # at the default share (0.05) one drifted column of five is dataset drift
+    assert check_drift(reference, current).dataset_drift
+
+
+def test_a_column_with_too_few_values_is_shown_but_not_counted(reference):
+    """A mostly-NULL column (800 of 3200 values per side) that drifts is flagged by Evidently, but at the
+    default min_column_values (1000) it is not counted: the share and the verdict come from the other columns."""
+    current = shifted(reference, make_frame(ROWS, seed=6), "minutes_7d", 0.3)
+    sparse_reference, sparse_current = reference.copy(), current.copy()
+    sparse_reference.loc[800:, "spend_28d"] = np.nan
+    sparse_current["spend_28d"] = sparse_reference["spend_28d"] + 2 * np.nanstd(sparse_reference["spend_28d"])
+    result = check_drift(sparse_reference, sparse_current, settings=DriftSettings(drift_share=0.2))
+    spend = by_column(result)["spend_28d"]
+    assert spend.drifted and not spend.judged
+    assert result.unjudged_columns == ("spend_28d",) and result.drifted_columns == ("minutes_7d",)
+    assert result.drift_share == pytest.approx(1 / 4) and result.dataset_drift
+    assert "not counted: too few values" in result.markdown_table()
+    assert result.to_dict()["unjudged_columns"] == ["spend_28d"]
+    # the same data with the bar lowered to 800 values counts it
+    counted = check_drift(sparse_reference, sparse_current,
+                          settings=DriftSettings(drift_share=0.2, min_column_values=800))
+    assert counted.drift_share == pytest.approx(2 / 5) and counted.unjudged_columns == ()
+
+
+def test_no_column_with_enough_values_is_no_verdict_of_drift():
+    small_reference, small_current = make_frame(1200, seed=7), make_frame(900, seed=8)
+    small_current = shifted(small_reference.iloc[:900], small_current, "minutes_7d", 1.0)
+    result = check_drift(small_reference, small_current)
+    assert len(result.unjudged_columns) == 5 and result.drift_share == 0.0 and not result.dataset_drift
 
 
 def test_dataset_drift_when_share_equals_the_threshold(reference):
@@ -147,7 +177,7 @@ def test_dataset_drift_when_share_equals_the_threshold(reference):
     current = shifted(reference, make_frame(ROWS, seed=6), "minutes_7d", 1.0)
     current = shifted(reference, current, "spend_28d", 1.0)
     columns = ["minutes_7d", "spend_28d", "sessions_28d", "channel"]
-    assert check_drift(reference, current, columns).dataset_drift
+    assert check_drift(reference, current, columns, DriftSettings(drift_share=0.5)).dataset_drift
     just_above = check_drift(reference, current, columns, DriftSettings(drift_share=0.51))
     assert just_above.drift_share == 0.5 and not just_above.dataset_drift
 

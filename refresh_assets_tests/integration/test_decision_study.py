@@ -1,0 +1,60 @@
+"""Smoke run of the decision-quality study as `make decisions-quick` runs it, on tiny sizes (--tiny).
+
+The figures of a two-seed run mean nothing, so `met` is not asserted; what is checked is that the study runs
+the real core steps end to end and writes every row the docs and the issue name, with its target."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "decision_study.py"
+ROWS = ("false_promotion_rate", "promotion_within_one_refresh", "mean_regret_auc", "drift_false_alarm_rate",
+        "drift_detection_rate")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    docs = out / "DECISIONS.md"
+    docs.write_text("# hand-written intro\n\n<!-- decision study: measured figures (written by `make decisions`) -->\n"
+                    "old figures\n<!-- end of measured figures -->\n\nhand-written outro\n")
+    completed = subprocess.run([sys.executable, str(STUDY), "--tiny", "--out", str(out), "--docs", str(docs)],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return json.loads((out / "decisions.json").read_text()), docs.read_text()
+
+
+def test_every_row_has_value_target_met_and_runs(study):
+    document, _ = study
+    rows = {row["name"]: row for row in document["rows"]}
+    assert tuple(rows) == ROWS
+    for name, row in rows.items():
+        assert isinstance(row["value"], float), name
+        assert row["target"].split()[0] in ("<=", ">=") and float(row["target"].split()[1]) >= 0, name
+        assert isinstance(row["met"], bool), name
+        assert row["runs"] >= 2, name
+    assert {"machine", "versions", "scenarios", "rows"} <= set(document)
+    assert set(document["scenarios"]) == {"no_change", "covariate_drift", "concept_drift"}
+
+
+def test_each_outcome_is_a_real_decision_judged_on_the_truth(study):
+    document, _ = study
+    for outcome in document["outcomes"]:
+        assert 0.5 < outcome["true_auc_champion"] <= 1 and 0.5 < outcome["true_auc_challenger"] <= 1
+        assert outcome["true_auc_best"] >= max(outcome["true_auc_champion"], outcome["true_auc_challenger"])
+        assert outcome["regret"] >= 0
+        assert outcome["deciding_gate"].startswith(("primary_metric_ci", "calibration_brier", "slice_"))
+        assert outcome["false_promotion"] == (outcome["promoted"] and
+                                              outcome["true_auc_challenger"] <= outcome["true_auc_champion"])
+
+
+def test_the_docs_page_gets_new_tables_between_its_hand_written_parts(study):
+    _, docs = study
+    assert docs.startswith("# hand-written intro") and docs.rstrip().endswith("hand-written outro")
+    assert "old figures" not in docs
+    assert "| `false_promotion_rate` |" in docs and "| no_change |" in docs
