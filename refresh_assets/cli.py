@@ -88,9 +88,9 @@ def _fmt(value, digits=4) -> str:
 
 
 def partition_summary(partition: str) -> str:
-    from refresh_assets.core.artifacts import OutputStore
+    from refresh_assets.resources import ArtifactStore
 
-    store = OutputStore(settings.data_dir() / "outputs")
+    store = ArtifactStore().store()
     lines = [f"== refresh {partition} =="]
     data_dir = store.current("training_dataset", partition)
     if data_dir is not None:
