@@ -6,7 +6,8 @@ instance (dagster.yaml) on a PostgreSQL database of its own, against an in-proce
   worker's process tree: the pid Dagster records on each STEP_START is a worker process, never the launcher;
 * the decision, the metrics, the champion algorithm, every candidate's tuned parameters and CV score, and the
   hash of the holdout scores file (every candidate's score for every holdout row) equal those of an
-  in-process run on the same warehouse and seed.
+  in-process run on the same warehouse and seed, whose outputs went to an object store (fsspec memory://,
+  the same code path as s3://) instead of a local folder.
 
 The queue name is unique to the test run, so no other worker on the broker takes its tasks, and it is
 deleted at the end; the worker's process group is terminated. Needs RabbitMQ at 127.0.0.1:5672
@@ -26,7 +27,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from refresh_assets_tests.conftest import CANDIDATES, make_project
+from refresh_assets_tests.conftest import CANDIDATES
 from refresh_assets_tests.integration.dagster_processes import BIN, REPO, project_env, wait_for, write_instance_yaml
 from refresh_assets_tests.integration.test_postgres_ops import PG, pg_database  # noqa: F401 (a fixture)
 
@@ -73,17 +74,17 @@ def delete_queue(queue: str) -> None:
         connection.default_channel.queue_delete(queue)
 
 
-def outcome(outputs: Path, registry_root: Path) -> dict:
+def outcome(outputs, registry_root: Path) -> dict:
     """What a refresh decided and produced, by content: the same seed and data must give the same values.
 
     Model files are compared by what they predict, not by their bytes: a skops file names its members after
     object ids and stamps them with the save time, so two saves of the same fitted model differ. The holdout
     scores file holds every candidate's (and so the champion's) score for every holdout row.
     """
-    from refresh_assets.core.artifacts import OutputStore
+    from refresh_assets.core.object_store import open_output_store
     from refresh_assets.core.registry import ModelRegistry
 
-    store = OutputStore(outputs)
+    store = open_output_store(outputs)
     comparison_dir = store.current("model_comparison", PARTITION)
     decision = json.loads((comparison_dir / "decision.json").read_text())
     champion = ModelRegistry(registry_root).current_champion()
@@ -117,7 +118,7 @@ def celery_run(tmp_path_factory, drift_warehouse, pg_database):  # noqa: F811 (t
         "broker": BROKER, "backend": "rpc://", "config_source": {"worker_concurrency": 2}}}}))
     run_config = root / "run.yaml"
     run_config.write_text(yaml.safe_dump(LIGHT_RUN_CONFIG))
-    worker_name = f"{queue}@%h"
+    worker_name = queue  # dagster-celery appends @<hostname>
     worker_log = root / "worker.log"
     worker = subprocess.Popen(
         [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(worker_config),
@@ -165,14 +166,25 @@ def celery_run(tmp_path_factory, drift_warehouse, pg_database):  # noqa: F811 (t
 
 @pytest.fixture(scope="module")
 def in_process_outcome(tmp_path_factory, drift_warehouse) -> dict:
-    project = make_project(tmp_path_factory.mktemp("in_process"), drift_warehouse)
+    """The same refresh in one process, its outputs on an object store (fsspec memory://, as s3:// would be)."""
+    from upath import UPath
+
+    from refresh_assets.definitions import build_defs
+    from refresh_assets.resources import ArtifactStore, Registry, Warehouse
+
+    root = tmp_path_factory.mktemp("in_process")
+    outputs = UPath(f"memory://refresh-assets-{uuid.uuid4().hex[:8]}/outputs")
+    defs = build_defs({"warehouse": Warehouse(location=str(drift_warehouse)),
+                       "artifacts": ArtifactStore(root=str(outputs)), "registry": Registry(root=str(root / "registry"))})
     try:
-        result = project.defs.resolve_job_def("refresh_job").execute_in_process(
-            instance=project.instance, partition_key=PARTITION, run_config=LIGHT_RUN_CONFIG)
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = defs.resolve_job_def("refresh_job").execute_in_process(
+                instance=instance, partition_key=PARTITION, run_config=LIGHT_RUN_CONFIG)
         assert result.success
-        return outcome(project.outputs, project.root / "registry")
+        assert str(outputs) in str(result.asset_materializations_for_node("model_comparison")[0].metadata["output_dir"].value)
+        yield outcome(str(outputs), root / "registry")
     finally:
-        project.instance.dispose()
+        outputs.fs.rm(outputs.parent.path, recursive=True)
 
 
 def test_the_celery_run_succeeds(celery_run):
