@@ -1,7 +1,8 @@
 """refresh_job through the Celery executor: a real `dagster-celery worker` on the real RabbitMQ, the production
 instance (dagster.yaml) on a PostgreSQL database of its own, against an in-process run of the same partition.
 
-* the run is launched by `dagster job execute` with REFRESH_ASSETS_EXECUTOR=celery; every step (dataset, the
+* the worker is `refresh-assets worker` (the README's command); the run is launched by `dagster job execute`
+  with REFRESH_ASSETS_EXECUTOR=celery; every step (dataset, the
   four candidates, comparison, champion) is a Celery task of its own, received by the worker, and ran in the
   worker's process tree: the pid Dagster records on each STEP_START is a worker process, never the launcher;
 * the decision, the metrics, the champion algorithm, every candidate's tuned parameters and CV score, and the
@@ -111,19 +112,14 @@ def celery_run(tmp_path_factory, drift_warehouse, pg_database):  # noqa: F811 (t
     queue = f"refresh_assets_test_{uuid.uuid4().hex[:12]}"
     env = project_env(home, data, drift_warehouse, **PG, REFRESH_ASSETS_PG_DB=pg_database,
                       REFRESH_ASSETS_EXECUTOR="celery", REFRESH_ASSETS_CELERY_BROKER=BROKER,
-                      REFRESH_ASSETS_CELERY_BACKEND="rpc://", REFRESH_ASSETS_CELERY_QUEUE=queue,
-                      PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # dagster-celery starts `celery`
-    worker_config = root / "celery.yaml"
-    worker_config.write_text(yaml.safe_dump({"execution": {"config": {
-        "broker": BROKER, "backend": "rpc://", "config_source": {"worker_concurrency": 2}}}}))
+                      REFRESH_ASSETS_CELERY_BACKEND="rpc://", REFRESH_ASSETS_CELERY_QUEUE=queue)
     run_config = root / "run.yaml"
     run_config.write_text(yaml.safe_dump(LIGHT_RUN_CONFIG))
-    worker_name = queue  # dagster-celery appends @<hostname>
     worker_log = root / "worker.log"
-    worker = subprocess.Popen(
-        [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(worker_config),
-         "-q", queue, "-n", worker_name, "--loglevel", "INFO"],
-        env=env, cwd=REPO, stdout=open(worker_log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    worker_output = open(worker_log, "ab")
+    worker = subprocess.Popen(  # the README's command; it runs `dagster-celery worker start` -> `celery worker`
+        [str(BIN / "refresh-assets"), "worker", "--queue", queue, "--concurrency", "2", "--dagster-home", str(home)],
+        env=env, cwd=REPO, stdout=worker_output, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for(lambda: worker.poll() is not None or " ready." in worker_log.read_text(), timeout=120,
                  what=f"the Celery worker to be ready ({worker_log})")
@@ -161,6 +157,7 @@ def celery_run(tmp_path_factory, drift_warehouse, pg_database):  # noqa: F811 (t
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait()
+        worker_output.close()
         delete_queue(queue)
 
 
