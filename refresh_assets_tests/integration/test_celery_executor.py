@@ -163,7 +163,8 @@ def celery_run(tmp_path_factory, drift_warehouse, pg_database):  # noqa: F811 (t
 
 @pytest.fixture(scope="module")
 def in_process_outcome(tmp_path_factory, drift_warehouse) -> dict:
-    """The same refresh in one process, its outputs on an object store (fsspec memory://, as s3:// would be)."""
+    """The same refresh in one process, its outputs on an object store (fsspec memory://, as s3:// would be),
+    then the propagation (shadow test, production scores) reading its inputs back from that store."""
     from upath import UPath
 
     from refresh_assets.definitions import build_defs
@@ -177,11 +178,19 @@ def in_process_outcome(tmp_path_factory, drift_warehouse) -> dict:
         with dg.DagsterInstance.ephemeral() as instance:
             result = defs.resolve_job_def("refresh_job").execute_in_process(
                 instance=instance, partition_key=PARTITION, run_config=LIGHT_RUN_CONFIG)
-        assert result.success
+            assert result.success
+            # and the propagation the promotion chains to, reading the dataset and champion from the store
+            propagation = defs.resolve_job_def("propagation_job").execute_in_process(
+                instance=instance, partition_key=PARTITION)
+            assert propagation.success
         assert str(outputs) in str(result.asset_materializations_for_node("model_comparison")[0].metadata["output_dir"].value)
+        store = ArtifactStore(root=str(outputs)).store()
+        dataset_rows = store.read_manifest(store.current("training_dataset", PARTITION))["stats"]["scoring"]["rows"]
+        assert store.read_manifest(store.current("production_scores", PARTITION))["rows"] == dataset_rows > 0
         yield outcome(str(outputs), root / "registry")
     finally:
-        outputs.fs.rm(outputs.parent.path, recursive=True)
+        if outputs.parent.exists():
+            outputs.fs.rm(outputs.parent.path, recursive=True)
 
 
 def test_the_celery_run_succeeds(celery_run):

@@ -148,3 +148,10 @@ def test_the_warehouse_reads_parquet_tables_on_an_object_store(bucket, tmp_path)
     with pytest.raises(DatasetContractError, match="no parquet files for table 'purchases' under memory://"):
         with open_source(str(bucket / "raw")):
             pass
+
+
+def test_the_registry_refuses_an_object_store_root_by_name():
+    from refresh_assets.resources import Registry
+
+    with pytest.raises(ValueError, match="registry root 's3://models/registry' is not a local folder.*file locks"):
+        Registry(root="s3://models/registry").registry()
