@@ -20,6 +20,7 @@ folders without ``manifest.json``) removes them. The registry (DuckDB) is not st
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -64,7 +65,7 @@ def open_output_store(root: Any) -> OutputStore:
 
 def read_parquet(path: Any) -> pd.DataFrame:
     """Read a Parquet output file from a local Path or a UPath (pandas cannot take a UPath object itself)."""
-    if isinstance(path, (str, Path)) and not hasattr(path, "protocol"):
+    if isinstance(path, (str, os.PathLike)):  # local paths (remote UPaths are not os.PathLike)
         return pd.read_parquet(path)
     with path.open("rb") as handle:
         return pd.read_parquet(handle)
