@@ -14,8 +14,9 @@ from refresh_assets.core import features
 class Warehouse(dg.ConfigurableResource):
     """The raw warehouse the query scripts run on: a DuckDB file or a folder of Parquet files."""
 
-    location: str = Field(default_factory=lambda: str(settings.warehouse_path()),
-                          description="DuckDB file, or folder with players/sessions/purchases Parquet files.")
+    location: str = Field(default_factory=settings.warehouse_location,
+                          description="DuckDB file, or folder (or object-store URL) with players/sessions/purchases "
+                                      "Parquet files (REFRESH_ASSETS_WAREHOUSE).")
     query_path: str | None = Field(default=None,
                                    description="Your own query script (.sql); empty: the packaged churn_features.sql.")
 

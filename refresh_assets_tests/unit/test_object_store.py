@@ -33,8 +33,12 @@ def commit_one(store, run_id="run1", marker="first"):
         return out.commit({"note": marker}), out.path
 
 
-def test_a_url_selects_the_object_store_and_a_folder_the_local_one(bucket, tmp_path):
+def test_a_url_selects_the_object_store_and_a_folder_the_local_one(bucket, tmp_path, monkeypatch):
+    from refresh_assets.resources import ArtifactStore
+
     assert isinstance(open_output_store(str(bucket)), ObjectOutputStore)
+    monkeypatch.setenv("REFRESH_ASSETS_OUTPUTS", str(bucket))
+    assert str(ArtifactStore().store().root) == str(bucket)
     local = open_output_store(str(tmp_path))
     assert type(local) is OutputStore and local.root == tmp_path
     assert type(open_output_store(f"file://{tmp_path}")) is OutputStore
@@ -127,7 +131,7 @@ def test_a_model_round_trips_through_the_object_store(bucket):
     np.testing.assert_array_equal(loaded.predict_proba([[1.5]]), model.predict_proba([[1.5]]))
 
 
-def test_the_warehouse_reads_parquet_tables_on_an_object_store(bucket, tmp_path):
+def test_the_warehouse_reads_parquet_tables_on_an_object_store(bucket, tmp_path, monkeypatch):
     from refresh_assets.core.features import DatasetContractError, open_source
 
     tables = {
@@ -139,7 +143,11 @@ def test_the_warehouse_reads_parquet_tables_on_an_object_store(bucket, tmp_path)
         with (bucket / "raw" / f"{name}.parquet").open("wb") as handle:
             frame.to_parquet(handle)
         frame.to_parquet(tmp_path / f"{name}.parquet")
-    with open_source(str(bucket / "raw")) as remote, open_source(tmp_path) as local:
+    monkeypatch.setenv("REFRESH_ASSETS_WAREHOUSE", str(bucket / "raw"))
+    from refresh_assets.resources import Warehouse
+
+    assert Warehouse().location == str(bucket / "raw")  # the URL as given, not collapsed into a local path
+    with Warehouse().connect() as remote, open_source(tmp_path) as local:
         for name in tables:
             query = f"SELECT * FROM {name} ORDER BY ALL"
             assert remote.execute(query).fetchall() == local.execute(query).fetchall()
