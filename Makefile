@@ -7,7 +7,7 @@ DATA ?= data
 DAGSTER_HOME_EMBEDDED = $(abspath $(DATA))/dagster_home
 
 
-.PHONY: install browser run test test-unit ui serve lock validate clean bench bench-quick decisions decisions-quick
+.PHONY: install browser run test test-unit ui serve worker lock validate clean bench bench-quick decisions decisions-quick
 
 install: $(STAMP)
 
@@ -67,6 +67,11 @@ ui: install
 # Production: webserver + daemon against PostgreSQL (./dagster.yaml); REFRESH_ASSETS_PG_* select the server.
 serve: install
 	$(BIN)/refresh-assets --data-dir $(DATA) serve
+
+# A Celery worker for runs launched with REFRESH_ASSETS_EXECUTOR=celery (same instance as serve);
+# REFRESH_ASSETS_CELERY_BROKER / _BACKEND / _QUEUE select the broker and queue.
+worker: install
+	$(BIN)/refresh-assets --data-dir $(DATA) worker
 
 clean:
 	rm -rf data/outputs data/registry data/dagster_home data/warehouse

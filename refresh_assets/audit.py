@@ -50,13 +50,13 @@ class StepAudit:
         finally:
             self.timings[phase] = round(time.perf_counter() - start, 3)
 
-    def record_input(self, name: str, output_dir: Path, manifest: dict) -> None:
-        from refresh_assets.core.artifacts import sha256_file
+    def record_input(self, name: str, output_dir, manifest: dict) -> None:
+        from refresh_assets.core.artifacts import sha256_bytes
 
         self.inputs[name] = {
             "output_dir": str(output_dir),
             "run_id": manifest.get("run_id"),
-            "manifest_sha256": sha256_file(Path(output_dir) / "manifest.json"),
+            "manifest_sha256": sha256_bytes((_as_path(output_dir) / "manifest.json").read_bytes()),
             "files": {k: v.get("sha256") for k, v in (manifest.get("files") or {}).items()},
         }
 
@@ -88,10 +88,15 @@ class StepAudit:
         return final
 
 
-def output_metadata(output_dir: Path) -> dict[str, dg.MetadataValue]:
+def _as_path(output_dir):
+    """Output folders are a Path (local store) or a UPath (object store); a str is a local folder."""
+    return Path(output_dir) if isinstance(output_dir, str) else output_dir
+
+
+def output_metadata(output_dir) -> dict[str, dg.MetadataValue]:
     return {
         "output_dir": dg.MetadataValue.path(str(output_dir)),
-        "manifest": dg.MetadataValue.path(str(Path(output_dir) / "manifest.json")),
+        "manifest": dg.MetadataValue.path(str(_as_path(output_dir) / "manifest.json")),
     }
 
 
@@ -100,11 +105,12 @@ class MissingInputError(RuntimeError):
 
 
 def read_input(audit: StepAudit, store, asset: str, partition_key: str | None = None) -> tuple[Path, dict]:
-    """The latest committed output of ``asset`` for the partition, recorded in the audit as an input."""
+    """The latest committed output of ``asset`` for the partition (a Path, or a UPath on an object store),
+    recorded in the audit as an input."""
     key = partition_key or audit.partition_key
     output_dir = store.current(asset, key)
     if output_dir is None:
         raise MissingInputError(f"no committed output of {asset} for partition {key}: materialize it first")
     manifest = store.read_manifest(output_dir)
     audit.record_input(asset, output_dir, manifest)
-    return Path(output_dir), manifest
+    return _as_path(output_dir), manifest

@@ -88,9 +88,9 @@ def _fmt(value, digits=4) -> str:
 
 
 def partition_summary(partition: str) -> str:
-    from refresh_assets.core.artifacts import OutputStore
+    from refresh_assets.resources import ArtifactStore
 
-    store = OutputStore(settings.data_dir() / "outputs")
+    store = ArtifactStore().store()
     lines = [f"== refresh {partition} =="]
     data_dir = store.current("training_dataset", partition)
     if data_dir is not None:
@@ -254,12 +254,8 @@ def _ensure_database() -> None:
         con.close()
 
 
-def cmd_serve(args) -> int:
-    """dagster-webserver + dagster-daemon on the production instance (PostgreSQL, the repo's dagster.yaml)."""
-    import signal
-    import subprocess
-
-    repo = settings.PROJECT_ROOT
+def _production_env(dagster_home: str | None) -> dict[str, str]:
+    """The environment of the production instance's processes: REFRESH_ASSETS_PG_* defaults, DAGSTER_HOME."""
     env = dict(os.environ)
     defaults = {"REFRESH_ASSETS_PG_HOST": "127.0.0.1", "REFRESH_ASSETS_PG_PORT": "5432",
                 "REFRESH_ASSETS_PG_USER": "postgres", "REFRESH_ASSETS_PG_PASSWORD": "",
@@ -268,8 +264,49 @@ def cmd_serve(args) -> int:
     for key, value in defaults.items():
         env.setdefault(key, value)
         os.environ.setdefault(key, value)
-    env["DAGSTER_HOME"] = str(args.dagster_home or repo)
+    env["DAGSTER_HOME"] = str(dagster_home or settings.PROJECT_ROOT)
     env["REFRESH_ASSETS_DATA_DIR"] = str(settings.data_dir())
+    return env
+
+
+def cmd_worker(args) -> int:
+    """A Celery worker that runs the steps of runs launched with REFRESH_ASSETS_EXECUTOR=celery.
+
+    Same instance and environment as `serve` (the worker loads the code location and writes events to the
+    same PostgreSQL), listening on the queue the executor sends steps to.
+    """
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    from refresh_assets.executors import DEFAULT_CELERY_BACKEND, DEFAULT_CELERY_BROKER, DEFAULT_CELERY_QUEUE
+
+    env = _production_env(args.dagster_home)
+    env["REFRESH_ASSETS_EXECUTOR"] = "celery"  # the run config names the celery executor: validate it the same way
+    broker = env.setdefault("REFRESH_ASSETS_CELERY_BROKER", DEFAULT_CELERY_BROKER)
+    backend = env.setdefault("REFRESH_ASSETS_CELERY_BACKEND", DEFAULT_CELERY_BACKEND)
+    queue = args.queue or env.get("REFRESH_ASSETS_CELERY_QUEUE") or DEFAULT_CELERY_QUEUE
+    binary = Path(sys.executable).parent
+    env["PATH"] = f"{binary}{os.pathsep}{env.get('PATH', '')}"  # dagster-celery starts the `celery` command
+    print(f"Celery worker on queue {queue!r} of {broker} ({args.concurrency} steps at once), "
+          f"instance {env['DAGSTER_HOME']}/dagster.yaml; Ctrl-C stops it", flush=True)
+    with tempfile.TemporaryDirectory(prefix="refresh-assets-celery-") as config_dir:
+        config_path = Path(config_dir) / "celery.yaml"
+        config_path.write_text(yaml.safe_dump({"execution": {"config": {
+            "broker": broker, "backend": backend, "config_source": {"worker_concurrency": args.concurrency}}}}))
+        return subprocess.call([str(binary / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+                                "-y", str(config_path), "-q", queue, "--loglevel", args.loglevel],
+                               env=env, cwd=settings.PROJECT_ROOT)
+
+
+def cmd_serve(args) -> int:
+    """dagster-webserver + dagster-daemon on the production instance (PostgreSQL, the repo's dagster.yaml)."""
+    import signal
+    import subprocess
+
+    repo = settings.PROJECT_ROOT
+    env = _production_env(args.dagster_home)
     _ensure_database()
     binary = Path(sys.executable).parent
     workspace = str(repo / "workspace.yaml")
@@ -397,6 +434,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--dagster-home", help="folder holding the instance dagster.yaml (default: the checkout)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="a Celery worker for runs with REFRESH_ASSETS_EXECUTOR=celery (same instance as serve)")
+    p.add_argument("--queue", help="queue to take steps from (default REFRESH_ASSETS_CELERY_QUEUE, else 'dagster')")
+    p.add_argument("--concurrency", type=int, default=os.cpu_count() or 1, help="steps run at once (default: CPU count)")
+    p.add_argument("--loglevel", default="INFO", help="Celery log level")
+    p.add_argument("--dagster-home", help="folder holding the instance dagster.yaml (default: the checkout)")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="what `make run` does: simulate, refresh two dates, print the summary")
     p.add_argument("--no-reset", dest="reset", action="store_false",

@@ -12,6 +12,7 @@ from refresh_assets.assets.comparison import COMPARISON
 from refresh_assets.assets.dataset import DATASET
 from refresh_assets.assets.drift import DRIFT
 from refresh_assets.assets.scoring import SCORES, SHADOW
+from refresh_assets.executors import executor_from_env
 
 
 def retry_policy_from_env() -> dg.RetryPolicy:
@@ -25,13 +26,15 @@ def retry_policy_from_env() -> dg.RetryPolicy:
 
 
 def partitioned_job(name: str, selection: dg.AssetSelection, description: str) -> dg.UnresolvedAssetJobDefinition:
-    """An asset job (daily-partitioned, inferred from its assets) with the step retry policy and a `refresh_assets/kind` tag the run queue
-    limits (dagster.yaml)."""
+    """An asset job (daily-partitioned, inferred from its assets) with the step retry policy, the executor
+    REFRESH_ASSETS_EXECUTOR selects (executors.py), and a `refresh_assets/kind` tag the run queue limits
+    (dagster.yaml)."""
     return dg.define_asset_job(
         name=f"{name}_job",
         selection=selection,
         description=description,
         op_retry_policy=retry_policy_from_env(),
+        executor_def=executor_from_env(),
         tags={"refresh_assets/kind": name},
     )
 

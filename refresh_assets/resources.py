@@ -1,6 +1,6 @@
 """Dagster resources: where raw data is read, where outputs are written, where the champion lives."""
 
-
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,8 +14,9 @@ from refresh_assets.core import features
 class Warehouse(dg.ConfigurableResource):
     """The raw warehouse the query scripts run on: a DuckDB file or a folder of Parquet files."""
 
-    location: str = Field(default_factory=lambda: str(settings.warehouse_path()),
-                          description="DuckDB file, or folder with players/sessions/purchases Parquet files.")
+    location: str = Field(default_factory=settings.warehouse_location,
+                          description="DuckDB file, or folder (or object-store URL) with players/sessions/purchases "
+                                      "Parquet files (REFRESH_ASSETS_WAREHOUSE).")
     query_path: str | None = Field(default=None,
                                    description="Your own query script (.sql); empty: the packaged churn_features.sql.")
 
@@ -26,15 +27,20 @@ class Warehouse(dg.ConfigurableResource):
 
 
 class ArtifactStore(dg.ConfigurableResource):
-    """Root of every output folder (dataset files, models, reports, scores), one per asset/partition/run."""
+    """Root of every output folder (dataset files, models, reports, scores), one per asset/partition/run.
 
-    root: str = Field(default_factory=lambda: str(settings.data_dir() / "outputs"),
-                      description="Folder that holds <asset>/<partition>/<run_id>/ outputs.")
+    A local folder by default; an object-store URL (s3://bucket/prefix, gs://...) lets step workers on other
+    machines share the outputs (core/object_store.py: files, then manifest, then current.json).
+    """
+
+    root: str = Field(default_factory=lambda: os.environ.get("REFRESH_ASSETS_OUTPUTS") or str(settings.data_dir() / "outputs"),
+                      description="Folder or object-store URL that holds <asset>/<partition>/<run_id>/ outputs "
+                                  "(REFRESH_ASSETS_OUTPUTS).")
 
     def store(self):
-        from refresh_assets.core.artifacts import OutputStore
+        from refresh_assets.core.object_store import open_output_store
 
-        return OutputStore(self.root)
+        return open_output_store(self.root)
 
 
 class Registry(dg.ConfigurableResource):
@@ -45,6 +51,12 @@ class Registry(dg.ConfigurableResource):
     lock_timeout_seconds: float = Field(default=120.0, description="How long to wait for another writer.")
 
     def registry(self):
+        from refresh_assets.core.object_store import is_local
         from refresh_assets.core.registry import ModelRegistry
 
+        if not is_local(self.root):
+            raise ValueError(
+                f"registry root {self.root!r} is not a local folder: the champion history is a DuckDB file that "
+                "needs a POSIX filesystem with file locks. On several machines, mount one shared volume "
+                "(e.g. a ReadWriteMany PersistentVolumeClaim) at the same path for every step (docs/DEPLOY.md).")
         return ModelRegistry(self.root, lock_timeout_seconds=self.lock_timeout_seconds)

@@ -16,3 +16,8 @@ def data_dir() -> Path:
 def warehouse_path() -> Path:
     """The raw warehouse: REFRESH_ASSETS_WAREHOUSE (a DuckDB file or a folder of Parquet files)."""
     return Path(os.environ.get("REFRESH_ASSETS_WAREHOUSE") or data_dir() / "warehouse" / "raw.duckdb")
+
+
+def warehouse_location() -> str:
+    """REFRESH_ASSETS_WAREHOUSE as given (a URL such as s3://bucket/raw stays a URL), else the local default."""
+    return os.environ.get("REFRESH_ASSETS_WAREHOUSE") or str(warehouse_path())

@@ -20,9 +20,9 @@ def candidate_asset_name(algorithm: str) -> str:
 
 
 def _training_frame(out_dir):
-    import pandas as pd
+    from refresh_assets.core.object_store import read_parquet
 
-    return pd.read_parquet(out_dir / "train.parquet")
+    return read_parquet(out_dir / "train.parquet")
 
 
 def _store_candidate(audit: StepAudit, artifacts: ArtifactStore, tuned, dataset_manifest: dict) -> dg.MaterializeResult:

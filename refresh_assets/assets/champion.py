@@ -1,8 +1,6 @@
 """Step 4: the champion in force after D's decision; a promotion updates the registry atomically."""
 
 
-from pathlib import Path
-
 import dagster as dg
 
 from refresh_assets.assets.comparison import COMPARISON, DECISION_FILE
@@ -31,6 +29,8 @@ def champion_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
     comparison_dir, _ = read_input(audit, store, COMPARISON)
     import json
 
+    from refresh_assets.core.object_store import as_upath
+
     record = json.loads((comparison_dir / DECISION_FILE).read_text())
     models = registry.registry()
     before = models.current_champion()
@@ -56,7 +56,7 @@ def champion_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
     elif record["promote"]:
         with audit.timed("promote"):
             champion = models.promote(
-                Path(winner["output_dir"]) / "model.skops",
+                as_upath(winner["output_dir"]) / "model.skops",
                 algorithm=record["challenger"],
                 partition_key=audit.partition_key,
                 metrics=record["metrics"][record["challenger"]],

@@ -28,16 +28,15 @@ def champion_label(version: int) -> str:
 )
 def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig, artifacts: ArtifactStore,
                      registry: Registry) -> dg.MaterializeResult:
-    import pandas as pd
-
     from refresh_assets.core import evaluate, report
     from refresh_assets.core.artifacts import load_model
+    from refresh_assets.core.object_store import read_parquet
     from refresh_assets.core.scoring import predict_scores
 
     audit = StepAudit(context, COMPARISON, config)
     store = artifacts.store()
     data_dir, data_manifest = read_input(audit, store, DATASET)
-    holdout = pd.read_parquet(data_dir / "holdout.parquet")
+    holdout = read_parquet(data_dir / "holdout.parquet")
     y = holdout["label"].to_numpy()
     audit.log(f"holdout: {len(holdout)} rows, label rate {y.mean():.4f}")
 

@@ -38,9 +38,8 @@ def champion_training_dir(store, champion):
 )
 def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifacts: ArtifactStore,
                  registry: Registry) -> dg.MaterializeResult:
-    import pandas as pd
-
     from refresh_assets.core import drift
+    from refresh_assets.core.object_store import read_parquet
 
     audit = StepAudit(context, DRIFT, config)
     store = artifacts.store()
@@ -50,8 +49,8 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifac
         raise MissingInputError("no champion yet: there is no training data to compare with")
     reference_dir = champion_training_dir(store, champion)
     audit.record_input(f"{DATASET}@{champion.partition_key}", reference_dir, store.read_manifest(reference_dir))
-    current = pd.read_parquet(data_dir / "scoring.parquet")
-    reference = pd.read_parquet(reference_dir / "train.parquet")
+    current = read_parquet(data_dir / "scoring.parquet")
+    reference = read_parquet(reference_dir / "train.parquet")
     columns = [c for c in current.columns if c not in NON_FEATURES]
     audit.log(f"drift check: {len(current)} scoring rows at {audit.partition_key} vs {len(reference)} training rows "
               f"of champion v{champion.version} ({champion.partition_key}), {len(columns)} columns")

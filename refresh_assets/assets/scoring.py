@@ -25,8 +25,7 @@ SCORES = "production_scores"
 )
 def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfig, artifacts: ArtifactStore,
                          registry: Registry) -> dg.MaterializeResult:
-    import pandas as pd
-
+    from refresh_assets.core.object_store import read_parquet
     from refresh_assets.core.scoring import compare_scores, predict_scores
 
     audit = StepAudit(context, SHADOW, config)
@@ -34,7 +33,7 @@ def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfi
     data_dir, _ = read_input(audit, store, DATASET)
     champ_dir, _ = read_input(audit, store, CHAMPION)
     champion = json.loads((champ_dir / "champion.json").read_text())
-    batch = pd.read_parquet(data_dir / "scoring.parquet")
+    batch = read_parquet(data_dir / "scoring.parquet")
     models = registry.registry()
     new_scores = predict_scores(models.load_model(champion["version"]), batch)
     previous = champion.get("previous_version")
@@ -68,8 +67,7 @@ def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfi
 )
 def production_scores(context: dg.AssetExecutionContext, config: ScoringConfig, artifacts: ArtifactStore,
                       registry: Registry) -> dg.MaterializeResult:
-    import pandas as pd
-
+    from refresh_assets.core.object_store import read_parquet
     from refresh_assets.core.scoring import score_batch
 
     audit = StepAudit(context, SCORES, config)
@@ -79,7 +77,7 @@ def production_scores(context: dg.AssetExecutionContext, config: ScoringConfig, 
     champion = models.current_champion()
     if champion is None:
         raise RuntimeError("no champion yet: run refresh_job for a partition first")
-    batch = pd.read_parquet(data_dir / "scoring.parquet")
+    batch = read_parquet(data_dir / "scoring.parquet")
     with audit.timed("score"):
         scores = score_batch(models.load_model(champion.version), batch, config.top_k_share, champion.version)
     audit.log(f"scored {len(scores)} players with champion v{champion.version} ({champion.algorithm}); "

@@ -399,7 +399,7 @@ def load_model(path: str | Path, expected_sha256: str | None) -> Any:
     """
     import skops.io
 
-    data = Path(path).read_bytes()
+    data = (path if hasattr(path, "read_bytes") else Path(path)).read_bytes()  # a Path or a UPath (object store)
     if expected_sha256 is not None:
         actual_sha256 = sha256_bytes(data)
         if actual_sha256 != expected_sha256.lower():
@@ -626,17 +626,7 @@ class StagedOutput:
         folder; a kill after it leaves a complete output that is simply not yet current.
         """
         self._require_open()
-        full_manifest: dict[str, Any] = {
-            "code_version": code_version(),
-            "library_versions": library_versions(),
-            **dict(manifest),
-            # Fields the store owns: whatever the caller passed, these describe what is on disk.
-            "asset": self.asset,
-            "partition_key": self.partition_key,
-            "run_id": self.run_id,
-            "committed_at": _utc_now_iso(),
-            "files": self._file_entries(),
-        }
+        full_manifest = self._full_manifest(manifest)
         atomic_write_json(self.path / MANIFEST_NAME, full_manifest)
 
         partition_dir = self.path.parent
@@ -654,6 +644,20 @@ class StagedOutput:
             },
         )
         return final_dir
+
+    def _full_manifest(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """The caller's manifest plus the fields the store owns (hashes of every staged file, commit time)."""
+        return {
+            "code_version": code_version(),
+            "library_versions": library_versions(),
+            **dict(manifest),
+            # Fields the store owns: whatever the caller passed, these describe what is on disk.
+            "asset": self.asset,
+            "partition_key": self.partition_key,
+            "run_id": self.run_id,
+            "committed_at": _utc_now_iso(),
+            "files": self._file_entries(),
+        }
 
     def _rename_into_place(self, partition_dir: Path) -> Path:
         """Rename to <run_id>, or <run_id>-2, -3 ... when a retried step already committed that name."""

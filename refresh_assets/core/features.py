@@ -139,10 +139,15 @@ def _quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 
 @contextmanager
 def open_source(location: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the raw warehouse read-only: a DuckDB file, or a folder of ``<table>.parquet`` files."""
+    """Open the raw warehouse read-only: a DuckDB file, or a folder of ``<table>.parquet`` files, local or on
+    an object store (``s3://bucket/raw``: any fsspec URL, read by DuckDB through that filesystem)."""
     import duckdb
 
-    source = Path(location)
+    if "://" in str(location) and not str(location).startswith("file://"):
+        with _open_remote_parquet(str(location)) as con:
+            yield con
+        return
+    source = Path(str(location).removeprefix("file://"))
     if source.is_dir():
         con = _quiet(duckdb.connect())
         try:
@@ -162,6 +167,30 @@ def open_source(location: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
             con.close()
     else:
         raise DatasetContractError(f"raw data source not found: {source} (run `refresh-assets simulate` first?)")
+
+
+@contextmanager
+def _open_remote_parquet(url: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Views over ``<url>/<table>*.parquet`` (or ``<url>/<table>/*.parquet``) on an fsspec filesystem.
+
+    Workers on any machine read the same files; DuckDB streams them through the registered fsspec
+    filesystem (s3fs, gcsfs, ... must be installed for their URLs), so nothing is copied first.
+    """
+    import duckdb
+    from upath import UPath
+
+    root = UPath(url)
+    con = duckdb.connect()
+    try:
+        con.register_filesystem(root.fs)
+        for table in RAW_TABLES:
+            files = sorted(root.glob(f"{table}*.parquet"), key=str) or sorted((root / table).glob("*.parquet"), key=str)
+            if not files:
+                raise DatasetContractError(f"no parquet files for table '{table}' under {url}")
+            con.read_parquet([str(f) for f in files]).create_view(table)
+        yield con
+    finally:
+        con.close()
 
 
 def run_query(con: duckdb.DuckDBPyConnection, sql: str, as_of_date: dt.date,

@@ -354,7 +354,7 @@ class ModelRegistry:
         removed. The read-write connection is held throughout, so concurrent promoters are serialised by
         DuckDB's file lock and cannot both claim version N.
         """
-        data = Path(model_file).read_bytes()
+        data = (model_file if hasattr(model_file, "read_bytes") else Path(model_file)).read_bytes()  # Path or UPath
         source_sha256 = artifacts.sha256_bytes(data)
         if expected_sha256 is not None and source_sha256 != expected_sha256.lower():
             raise artifacts.ModelIntegrityError(
