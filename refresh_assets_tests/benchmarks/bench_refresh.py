@@ -74,7 +74,7 @@ def _multiprocess(instance, partition: str, run_config: dict) -> None:
 
     from refresh_assets.sensors import propagation_requests
 
-    execution = {"execution": {"config": {"multiprocess": {"max_concurrent": os.cpu_count() or 2}}}}
+    execution = {"execution": {"config": {"max_concurrent": os.cpu_count() or 2}}}
     tags = {"dagster/partition": partition}
     result = dg.execute_job(dg.reconstructable(_refresh_job), instance=instance,
                             run_config={**run_config, **execution}, tags=tags)
@@ -101,6 +101,8 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
     else:
         os.environ["REFRESH_ASSETS_DATA_DIR"] = str(workdir)
         os.environ["REFRESH_ASSETS_WAREHOUSE"] = str(args["warehouse"])
+        # the jobs' executor comes from the environment when the code location loads (refresh_assets/executors.py)
+        os.environ["REFRESH_ASSETS_EXECUTOR"] = "multiprocess"
         from refresh_assets.local_runs import embedded_instance, run_refresh
 
         instance = embedded_instance(workdir / "dagster_home")
