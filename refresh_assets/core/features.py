@@ -186,6 +186,14 @@ def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
     features = [c for c in frame.columns if c not in (*KEY_COLUMNS, LABEL_COLUMN)]
     if not features:
         raise DatasetContractError("query output has no feature columns besides entity_id, as_of_date, label")
+    for column in features:
+        values = frame[column].dropna()
+        if frame[column].dtype.kind == "O" and len(values) and not isinstance(values.iloc[0], (str, bytes)):
+            kind = type(values.iloc[0]).__name__
+            if kind in ("ndarray", "list", "dict", "tuple"):
+                raise DatasetContractError(
+                    f"feature '{column}' holds {kind} values (a nested SQL type): a feature must be a number or text"
+                )
     frame = frame.copy()
     try:
         frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.normalize()
