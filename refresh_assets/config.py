@@ -130,6 +130,14 @@ class ComparisonConfig(dg.Config):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Confidence level of the interval.")
     top_k_share: float = Field(default=0.1, gt=0.0, le=0.5, description="Share flagged for precision/recall at top k.")
     random_seed: int = Field(default=42, description="Seed of the bootstrap.")
+    min_candidates: int = Field(
+        default=2, ge=1, le=len(ALL_ALGORITHMS),
+        description="Decide only when at least this many candidates trained (capped at the number of algorithms "
+                    "allowed); a failed candidate is left out, with its reason in the report.",
+    )
+
+    def required_candidates(self) -> int:
+        return min(self.min_candidates, len(self.algorithms))
 
     @field_validator("algorithms")
     @classmethod
