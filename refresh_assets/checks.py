@@ -30,8 +30,10 @@ def training_dataset_checks(context: dg.AssetCheckExecutionContext, config: Data
     if partition_key is None:
         raise RuntimeError(f"{CHECKS_OP} runs inside a partitioned refresh: the run has no partition key")
     output_dir, data = dataset_under_test(artifacts.store(), partition_key)
+    refused = []
     for result in validate(data, config.limits()):
         if not result.passed:
+            refused.append(f"{result.rule}: {result.message}")
             context.log.error(f"dataset check {result.rule} failed for {partition_key}: {result.message}")
         yield dg.AssetCheckResult(
             asset_key=DATASET,
@@ -41,6 +43,14 @@ def training_dataset_checks(context: dg.AssetCheckExecutionContext, config: Data
             description=result.message,
             metadata={"message": result.message, "output_dir": dg.MetadataValue.path(str(output_dir)),
                       **{k: v for k, v in result.metadata.items() if isinstance(v, (int, float, str))}},
+        )
+    if refused:
+        # Dagster's own failure would name only the checks; this names the figures too (run failure, alert,
+        # CLI). Not retried: the same data breaks the same rule every time.
+        raise dg.Failure(
+            description=f"{DATASET} for {partition_key} refused by {len(refused)} blocking check(s): "
+                        + "; ".join(refused),
+            allow_retries=False,
         )
 
 

@@ -219,8 +219,11 @@ def check_constant_features(data: DatasetUnderTest, limits: DatasetLimits) -> Ru
     distinct = {c: int(data.train[c].nunique(dropna=True)) for c in data.feature_columns()}
     constant = [c for c, n in distinct.items() if n <= 1]
     if constant:
-        shown = ", ".join(f"'{c}' ({distinct[c]} distinct value{'s' if distinct[c] != 1 else ''})" for c in constant)
-        return RuleResult("constant_features", False, f"constant or all-NULL feature(s) in training: {shown}",
+        shown = ", ".join(f"'{c}' ({distinct[c]} distinct value{'s' if distinct[c] != 1 else ''})"
+                          for c in constant[:5])
+        more = f" and {len(constant) - 5} more" if len(constant) > 5 else ""
+        return RuleResult("constant_features", False,
+                          f"{len(constant)} constant or all-NULL feature(s) in training: {shown}{more}",
                           {"constant": constant})
     return RuleResult("constant_features", True, f"every feature has 2+ distinct values in {len(distinct)} columns")
 

@@ -61,7 +61,7 @@ OVERRIDDEN = "2026-04-06"  # test 1: a refresh with overridden inputs
 QUEUED_TWICE = "2026-04-13"  # test 2: two refreshes of the same partition
 LOCKED = "2026-04-20"  # test 3: a refresh while the warehouse file is locked
 CANCELED = "2026-04-27"  # a refresh canceled while it runs
-EMPTY = "2025-01-01"  # test 4: the first partition, before the warehouse's first day: the dataset step fails
+EMPTY = "2025-01-01"  # test 4: the first partition, before the warehouse's first day: the dataset checks fail
 OVERRIDES = ["random_seed=7", "min_improvement=0.001"]
 #: FAST_RUN_CONFIG made lighter still: ~8 refresh runs share 2 cores and are serialized by the run queue.
 LIGHT_RUN_CONFIG = {
@@ -468,9 +468,11 @@ def failed_launch(server, drift_warehouse):
     t0 = time.perf_counter()
     run_id = server.launch("refresh_job", EMPTY, LIGHT_RUN_CONFIG)
     assert server.wait(run_id) == "FAILURE"
-    events = server.step_events(run_id, "training_dataset")
-    # the per-step RetryPolicy (REFRESH_ASSETS_RETRY_MAX=2) ran the step three times before the run failed
-    assert events.count("STEP_UP_FOR_RETRY") == 2 and events[-1] == "STEP_FAILURE", events
+    # the blocking dataset checks refuse the empty dataset; a data rule fails the same way every time, so the
+    # step RetryPolicy (REFRESH_ASSETS_RETRY_MAX=2) does not retry it (Failure(allow_retries=False))
+    events = server.step_events(run_id, "training_dataset_checks")
+    assert "STEP_UP_FOR_RETRY" not in events and events[-1] == "STEP_FAILURE", events
+    assert server.step_events(run_id, "candidate_logreg") == []
 
     # run_retries (max_retries: 1 in dagster.yaml) re-executes the failed run once; it fails the same way
     def chain_ended():
@@ -512,8 +514,9 @@ def test_failed_run_alerts_once(server, failed_launch):
     # the final failure (nothing retries it any more) is alerted exactly once, in the file and at the webhook
     (record,) = [a for a in alerts if a["run_id"] == final]
     assert record["job"] == "refresh_job" and record["partition"] == EMPTY
-    assert record["failing_step"] == "training_dataset"
-    assert f"the training set for {EMPTY} is empty" in record["error"]
+    assert record["failing_step"] == "training_dataset_checks"
+    assert f"training_dataset for {EMPTY} refused by" in record["error"]
+    assert "row_counts: train has 0 rows, fewer than the minimum 200" in record["error"]
     assert record["link"].endswith(f"/runs/{final}")
     (hook,) = [h for h in hooks if h["body"]["run_id"] == final]
     assert hook["path"] == "/hooks/alerts" and hook["content_type"] == "application/json"
