@@ -34,6 +34,8 @@ from typing import IO, Any
 
 import pandas as pd
 
+from refresh_assets.core.faults import fault_point
+
 __all__ = [
     "MANIFEST_NAME",
     "POINTER_NAME",
@@ -626,6 +628,7 @@ class StagedOutput:
         folder; a kill after it leaves a complete output that is simply not yet current.
         """
         self._require_open()
+        fault_point(f"{self.asset}:staged")
         full_manifest: dict[str, Any] = {
             "code_version": code_version(),
             "library_versions": library_versions(),
@@ -642,6 +645,7 @@ class StagedOutput:
         partition_dir = self.path.parent
         final_dir = self._rename_into_place(partition_dir)
         fsync_dir(partition_dir)
+        fault_point(f"{self.asset}:renamed")
         self.committed_path = final_dir
         self._closed = True
         atomic_write_json(

@@ -1,6 +1,6 @@
 """Bad raw data and bad run inputs, each refused with a message naming the problem, the champion untouched.
 
-One module-scoped project promotes a champion once (partition D). Every case then refreshes D again with
+One project promotes a champion once (partition D; the session fixture ``promoted_project``). Every case then refreshes D again with
 a broken user query (``Warehouse.query_path`` wrapping the packaged query), a broken config, or a tampered
 model file, and must: fail, say what was wrong, and leave the registry, the model files and every
 downstream output pointer exactly as they were. Data cases are stopped by the blocking dataset checks (or,
@@ -15,9 +15,9 @@ import pytest
 
 from refresh_assets.core.features import load_query
 from refresh_assets.definitions import build_defs
-from refresh_assets.local_runs import failure_summary, run_refresh
+from refresh_assets.local_runs import failure_summary
 from refresh_assets.resources import ArtifactStore, Registry, Warehouse
-from refresh_assets_tests.conftest import FAST_RUN_CONFIG, PRE_DRIFT, make_project
+from refresh_assets_tests.conftest import FAST_RUN_CONFIG, PRE_DRIFT
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +27,8 @@ DOWNSTREAM = ("candidate_logreg", "candidate_random_forest", "candidate_hist_gb"
 
 
 @pytest.fixture(scope="module")
-def promoted(tmp_path_factory, drift_warehouse):
-    project = make_project(tmp_path_factory.mktemp("bad_inputs"), drift_warehouse)
-    first = run_refresh(project.defs, project.instance, D, FAST_RUN_CONFIG)
-    assert first.success and project.registry().current_champion().version == 1
-    yield project
-    project.instance.dispose()
+def promoted(promoted_project):
+    return promoted_project
 
 
 def state(project, downstream=DOWNSTREAM) -> dict:
