@@ -180,16 +180,29 @@ def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         if not fd_owned_by_handle:
             os.close(fd)
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRORS:
+            raise OutputWriteError(exc.errno, f"cannot write {target.name} in {target.parent}: "
+                                              f"{_STORAGE_ERRORS[exc.errno]}; its previous content is unchanged") from exc
         raise
     fsync_dir(target.parent)
     return target
+
+
+#: errno -> what an operator should read when the disk refuses a write
+_STORAGE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file size limit reached",
+                   errno.EROFS: "the file system is read-only", errno.EDQUOT: "disk quota exceeded",
+                   errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
+
+
+class OutputWriteError(OSError):
+    """The disk refused a write (full, read-only, size limit, permissions); nothing was replaced."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
