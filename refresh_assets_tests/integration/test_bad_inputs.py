@@ -200,7 +200,7 @@ def test_a_partition_key_outside_the_partitions_definition_is_refused_before_a_r
 def test_a_tampered_champion_file_is_refused_by_its_sha256_and_stays_champion(promoted):
     """A flipped byte in the registry's model file: scoring refuses to load it, nothing changes."""
     champion = promoted.registry().current_champion()
-    model_file = next((promoted.root / "registry").rglob("*.skops"))
+    model_file = Path(champion.model_path)
     original = model_file.read_bytes()
     before = state(promoted)
     tampered = bytearray(original)

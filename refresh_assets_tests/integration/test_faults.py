@@ -101,7 +101,7 @@ CASES = [
      ["candidate_logreg"], "candidate_logreg:renamed", ()),
     ("comparison", "refresh_job", PROMOTING, DECIDE, "model_comparison:renamed", ()),
     ("promotion", "refresh_job", PROMOTING, DECIDE, "registry:before_commit", ("model_comparison",)),
-    ("scoring", "scoring_job", {}, None, "production_scores:renamed", ()),
+    ("scoring", "scoring_job", {}, ["production_scores"], "production_scores:renamed", ()),
 ]
 
 
@@ -129,7 +129,7 @@ def test_after_the_crashes_a_rerun_promotes_and_scores(promoted_project):
     champion = registry.current_champion()
     assert champion.version == 2 and [e.action for e in registry.events()] == ["promote", "promote"]
     registry.load_model(2)  # its file is the recorded one
-    assert run_job(promoted_project, "scoring_job", {}) == 0
+    assert run_job(promoted_project, "scoring_job", {}, ["production_scores"]) == 0
     store = promoted_project.store()
     assert store.read_manifest(store.current("production_scores", D))["champion_version"] == 2
     assert_no_staging_reachable(promoted_project)
