@@ -133,3 +133,60 @@ def test_after_the_crashes_a_rerun_promotes_and_scores(promoted_project):
     store = promoted_project.store()
     assert store.read_manifest(store.current("production_scores", D))["champion_version"] == 2
     assert_no_staging_reachable(promoted_project)
+
+
+LOCK_HOLDER = r"""
+import select, sys
+import duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+select.select([sys.stdin], [], [], 300)
+con.close()
+"""
+
+
+def test_a_warehouse_locked_beyond_the_retry_limit_fails_cleanly_with_one_alert(promoted_project, tmp_path,
+                                                                                monkeypatch):
+    """N transient failures > the retry limit: the dataset step fails after limit + 1 attempts, nothing
+    downstream runs, nothing changes, and failure_alert_sensor writes exactly one alert. (N below the limit
+    succeeding is test_postgres_ops' locked-warehouse test.)"""
+    import dagster as dg
+
+    from refresh_assets.alerts import failure_alert_sensor
+    from refresh_assets.assets import dataset
+
+    monkeypatch.setattr(dataset, "TRANSIENT_RETRIES", 1)
+    monkeypatch.setattr(dataset, "TRANSIENT_WAIT_SECONDS", 0.1)
+    alert_file = tmp_path / "alerts.jsonl"
+    for name in ("REFRESH_ASSETS_ALERT_WEBHOOK_URL", "REFRESH_ASSETS_SLACK_TOKEN", "REFRESH_ASSETS_SLACK_CHANNEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REFRESH_ASSETS_ALERT_FILE", str(alert_file))
+    project = promoted_project
+    repo = project.defs.get_repository_def()
+
+    def tick(cursor):
+        return failure_alert_sensor.evaluate_tick(
+            dg.build_sensor_context(instance=project.instance, repository_def=repo, cursor=cursor))
+
+    before = readable_state(project)
+    cursor = tick(None).cursor
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(project.defs.resources["warehouse"].location)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = project.defs.resolve_job_def("refresh_job").execute_in_process(
+            instance=project.instance, partition_key=D, run_config=FAST_RUN_CONFIG, raise_on_error=False)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not result.success
+    kinds = [e.event_type_value for e in result.all_events if e.step_key == "training_dataset"]
+    assert kinds.count("STEP_UP_FOR_RETRY") == 1 and kinds[-1] == "STEP_FAILURE", kinds
+    assert {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"} == {"training_dataset"}
+    assert readable_state(project) == before
+    for _ in range(3):  # more ticks find nothing new
+        cursor = tick(cursor).cursor
+    alerts = [json.loads(line) for line in alert_file.read_text().splitlines()]
+    assert len(alerts) == 1, alerts
+    assert (alerts[0]["run_id"], alerts[0]["failing_step"]) == (result.run_id, "training_dataset")
+    assert "lock" in alerts[0]["error"].lower()
