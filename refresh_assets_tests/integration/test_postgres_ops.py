@@ -597,7 +597,12 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_run_monitoring(server):
              timeout=RUN_TIMEOUT, interval=1, what="earlier refreshes to end")
     registry = ModelRegistry(server.data / "registry")
     store = OutputStore(server.data / "outputs")
-    before = (registry.current_champion().to_dict(), [e.to_dict() for e in registry.events()])
+
+    def registry_state():
+        champion = registry.current_champion()
+        return champion.to_dict() if champion else None, [e.to_dict() for e in registry.events()]
+
+    before = registry_state()
     run_id = server.launch("refresh_job", KILLED, LIGHT_RUN_CONFIG)
     wait_for(lambda: "STEP_START" in server.step_events(run_id, "candidate_logreg") or None,
              timeout=RUN_TIMEOUT, interval=0.2, what="training to start")
@@ -611,7 +616,7 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_run_monitoring(server):
     t0 = time.perf_counter()
     assert server.wait(run_id, timeout=240) == "FAILURE"
     detected = time.perf_counter() - t0
-    assert (registry.current_champion().to_dict(), [e.to_dict() for e in registry.events()]) == before
+    assert registry_state() == before
     for asset in ("model_comparison", "champion_model"):
         assert store.current(asset, KILLED) is None
     # run_retries re-executes the killed run; that run succeeds
