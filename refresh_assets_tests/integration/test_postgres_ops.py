@@ -17,6 +17,11 @@ REFRESH_ASSETS_PG_* exactly as production does, and the module reads the same da
   job, partition, run id and failing step; run_retries re-executes it once and the retry fails too. That
   one failed launch still gives exactly one alert: failure_alert_sensor skips the attempt tagged
   dagster/will_retry=true.
+* the run worker of a refresh (and its step processes) SIGKILLed during training: run monitoring marks the
+  run FAILURE, the champion is untouched, and run_retries' re-execution succeeds;
+* two refreshes of one partition never register two champions;
+* the PostgreSQL password and Slack token (planted in the processes' environment) and the webhook URL are in
+  no process log, compute log, manifest, alert record or event log message.
 
 Runs use LIGHT_RUN_CONFIG (FAST_RUN_CONFIG with less tuning): every refresh_job run is serialized by the
 queue (``refresh_assets/kind=refresh``), so the module's time is the sum of its ~6 refreshes on 2 cores.
@@ -569,18 +574,14 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _run_worker_pid(run_id: str) -> int | None:
-    """The process executing ``run_id`` (its command line names the run), started by this module's daemon."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if run_id in cmdline and "execute_run" in cmdline:
-            return int(entry)
+def _run_worker_pid(instance, run_id: str) -> int | None:
+    """The run worker's pid, from the multiprocess executor's own engine event ('parent process (pid: N)')."""
+    import re
+
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        found = re.search(r"parent process \(pid: (\d+)\)", entry.user_message or "")
+        if found:
+            return int(found.group(1))
     return None
 
 
@@ -606,7 +607,7 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_run_monitoring(server):
     run_id = server.launch("refresh_job", KILLED, LIGHT_RUN_CONFIG)
     wait_for(lambda: "STEP_START" in server.step_events(run_id, "candidate_logreg") or None,
              timeout=RUN_TIMEOUT, interval=0.2, what="training to start")
-    worker = _run_worker_pid(run_id)
+    worker = _run_worker_pid(server.instance, run_id)
     assert worker is not None, "no process executing the run"
     for pid in [worker, *_descendants(worker)]:
         try:
