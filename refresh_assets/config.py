@@ -72,6 +72,39 @@ class DatasetConfig(dg.Config):
         )
 
 
+class DatasetChecksConfig(dg.Config):
+    """Thresholds of the blocking checks on the dataset (``core/validation.py``): a dataset outside them
+    stops the refresh before any training."""
+
+    min_train_rows: int = Field(default=200, ge=1, description="Fewest training rows.")
+    min_holdout_rows: int = Field(default=100, ge=1, description="Fewest holdout rows.")
+    min_scoring_rows: int = Field(default=1, ge=0, description="Fewest rows in the scoring population.")
+    max_total_rows: int = Field(default=50_000_000, ge=1, description="Most rows in all three frames together.")
+    min_label_rate: float = Field(default=0.01, ge=0.0, le=1.0, description="Lowest churn rate in train and holdout.")
+    max_label_rate: float = Field(default=0.95, ge=0.0, le=1.0, description="Highest churn rate in train and holdout.")
+    max_null_rate: float = Field(default=0.95, ge=0.0, le=1.0,
+                                 description="Highest share of training rows in which one feature may be NULL.")
+    min_holdout_positives: int = Field(default=20, ge=1, description="Fewest churners in the holdout (bootstrap).")
+    min_holdout_negatives: int = Field(default=20, ge=1, description="Fewest stayers in the holdout (bootstrap).")
+    required_features: dict[str, str] = Field(
+        default_factory=dict, description='Feature -> "number" or "text" the query must return.')
+
+    @field_validator("required_features")
+    @classmethod
+    def _check_kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in value.items() if v not in ("number", "text")}
+        if bad:
+            raise ValueError(f'required_features types must be "number" or "text", got {bad}')
+        return value
+
+    def limits(self):
+        from refresh_assets.core.validation import DatasetLimits
+
+        if self.min_label_rate > self.max_label_rate:
+            raise ValueError(f"min_label_rate {self.min_label_rate} is above max_label_rate {self.max_label_rate}")
+        return DatasetLimits(**self.model_dump())
+
+
 class TrainingConfig(dg.Config):
     """How one candidate is tuned."""
 
@@ -126,6 +159,15 @@ class ComparisonConfig(dg.Config):
             min_slice_positives=self.min_slice_positives,
         )
 
+    min_candidates: int = Field(
+        default=2, ge=1, le=len(ALL_ALGORITHMS),
+        description="Decide only when at least this many candidates trained (capped at the number of algorithms "
+                    "allowed); a failed candidate is left out, with its reason in the report.",
+    )
+
+    def required_candidates(self) -> int:
+        return min(self.min_candidates, len(self.algorithms))
+
     @field_validator("algorithms")
     @classmethod
     def _check_algorithms(cls, value: list) -> list:
@@ -173,6 +215,7 @@ class DriftConfig(dg.Config):
 #: Which Config class each asset (op) of the refresh takes: used by preflight and the CLI.
 OP_CONFIGS: dict[str, type[dg.Config]] = {
     "training_dataset": DatasetConfig,
+    "training_dataset_checks": DatasetChecksConfig,
     **{f"candidate_{a}": TrainingConfig for a in ALL_ALGORITHMS},
     "model_comparison": ComparisonConfig,
 }
@@ -213,6 +256,11 @@ def preflight(run_config: dict[str, Any] | None, partition_key: str | None) -> l
         except (TypeError, ValueError) as exc:
             problems.append(f"{op_name}: {exc}")
             continue
+        if isinstance(cfg, DatasetChecksConfig):
+            try:
+                cfg.limits()
+            except ValueError as exc:
+                problems.append(f"{op_name}: {exc}")
         if isinstance(cfg, DatasetConfig) and as_of is not None:
             try:
                 snapshot_plan(cfg.spec(as_of))

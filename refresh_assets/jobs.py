@@ -39,6 +39,8 @@ def partitioned_job(name: str, selection: dg.AssetSelection, description: str) -
     )
 
 
+# Selecting the dataset asset selects its checks too (training_dataset_checks): they are blocking, so a
+# refused dataset runs no candidate, comparison or champion step.
 REFRESH_SELECTION = dg.AssetSelection.assets(DATASET, *candidate_assets, COMPARISON, CHAMPION)
 
 refresh_job = partitioned_job("refresh", REFRESH_SELECTION,

@@ -80,3 +80,17 @@ def project(tmp_path, drift_warehouse) -> Project:
     p = make_project(tmp_path, drift_warehouse)
     yield p
     p.instance.dispose()
+
+
+@pytest.fixture(scope="session")
+def promoted_project(tmp_path_factory, drift_warehouse) -> Project:
+    """A project whose first refresh of PRE_DRIFT[0] promoted champion v1 and scored it: the starting state the
+    bad-input and fault tests must leave untouched. Shared by the modules a worker runs (one refresh)."""
+    from refresh_assets.local_runs import run_refresh
+
+    project = make_project(tmp_path_factory.mktemp("promoted"), drift_warehouse)
+    first = run_refresh(project.defs, project.instance, PRE_DRIFT[0], FAST_RUN_CONFIG)
+    assert first.success and project.registry().current_champion().version == 1
+    assert [ok for _, _, ok in first.propagation_runs] == [True]
+    yield project
+    project.instance.dispose()

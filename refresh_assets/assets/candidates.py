@@ -13,6 +13,18 @@ from refresh_assets.resources import ArtifactStore
 
 BASE = ("logreg", "random_forest", "hist_gb")
 MODEL_FILE = "model.skops"
+FAILURE_FILE = "failure.json"
+TRAINED_CHECK = "trained"
+
+
+class CandidateTrainingError(RuntimeError):
+    """Training a candidate raised; the step records it instead of failing (see ``_record_failure``)."""
+
+
+def _trained_check(name: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(TRAINED_CHECK, asset=name, blocking=False,
+                              description="The candidate trained; if not, its output records why and the comparison "
+                                          "leaves it out (model_comparison.min_candidates).")]
 
 
 def candidate_asset_name(algorithm: str) -> str:
@@ -61,7 +73,41 @@ def _store_candidate(audit: StepAudit, artifacts: ArtifactStore, tuned, dataset_
             "model_sha256": model_sha,
         },
         data_version=dg.DataVersion(model_sha[:16]),
+        check_results=[dg.AssetCheckResult(check_name=TRAINED_CHECK, passed=True,
+                                           description=f"trained, CV ROC AUC {tuned.cv_score:.4f}")],
     )
+
+
+def _record_failure(audit: StepAudit, artifacts: ArtifactStore, algorithm: str, error: BaseException,
+                    dataset_manifest: dict) -> dg.MaterializeResult:
+    """Commit a failure record as this partition's candidate output instead of failing the step.
+
+    Why: Dagster skips every step downstream of a failed one, so one candidate running out of memory would
+    stop the comparison of the others. Recorded like this, the run goes on; the comparison reads the record,
+    leaves the candidate out with its reason, and refuses to decide below ``min_candidates``. The failed
+    ``trained`` check (WARN) shows it in the UI.
+    """
+    name = candidate_asset_name(algorithm)
+    failure = {"algorithm": algorithm, "error_type": type(error).__name__, "error": str(error)[:2000]}
+    audit.log(f"{algorithm} failed to train and is left out: {failure['error_type']}: {failure['error']}", "error")
+    with artifacts.store().stage(name, audit.partition_key, audit.run_id) as out:
+        out.write_json(FAILURE_FILE, failure)
+        final = audit.commit(out, {"status": "failed", "dataset_hash": dataset_manifest["dataset_hash"],
+                                   "failure": failure})
+    reason = f"{failure['error_type']}: {failure['error']}"
+    return dg.MaterializeResult(
+        metadata={**output_metadata(final), "algorithm": algorithm, "status": "failed", "error": reason},
+        check_results=[dg.AssetCheckResult(check_name=TRAINED_CHECK, passed=False,
+                                           severity=dg.AssetCheckSeverity.WARN, description=reason)],
+    )
+
+
+def failed_training(manifest: dict) -> str | None:
+    """Why a candidate output is a failure record, or None for a trained model."""
+    if manifest.get("status") != "failed":
+        return None
+    failure = manifest.get("failure") or {}
+    return f"training failed: {failure.get('error_type')}: {failure.get('error')}"
 
 
 def build_candidate_asset(algorithm: str) -> dg.AssetsDefinition:
@@ -71,6 +117,7 @@ def build_candidate_asset(algorithm: str) -> dg.AssetsDefinition:
         deps=[DATASET],
         group_name="candidates",
         kinds={"scikitlearn"},
+        check_specs=_trained_check(candidate_asset_name(algorithm)),
         description=f"A tuned {algorithm} candidate (Pipeline with preprocessing), trained on D's training rows.",
     )
     def _candidate(context: dg.AssetExecutionContext, config: TrainingConfig,
@@ -83,12 +130,15 @@ def build_candidate_asset(algorithm: str) -> dg.AssetsDefinition:
         numeric, categorical = models.feature_columns(train)
         audit.log(f"tuning {algorithm}: {len(train)} rows, {len(numeric)} numeric + {len(categorical)} "
                   f"categorical features, budget {config.tuning_budget}, {config.cv_splits} time-aware folds")
-        with audit.timed("tune"):
-            tuned = models.tune(
-                algorithm, train[numeric + categorical], train["label"].to_numpy(), train["as_of_date"].to_numpy(),
-                n_iter=config.tuning_budget, n_splits=config.cv_splits, seed=config.random_seed,
-                max_rows=config.max_training_rows, log=audit.log,
-            )
+        try:
+            with audit.timed("tune"):
+                tuned = models.tune(
+                    algorithm, train[numeric + categorical], train["label"].to_numpy(),
+                    train["as_of_date"].to_numpy(), n_iter=config.tuning_budget, n_splits=config.cv_splits,
+                    seed=config.random_seed, max_rows=config.max_training_rows, log=audit.log,
+                )
+        except Exception as exc:  # MemoryError included: one candidate's failure must not stop the others
+            return _record_failure(audit, artifacts, algorithm, exc, data_manifest)
         audit.log(f"{algorithm}: CV ROC AUC {tuned.cv_score:.4f}, best {tuned.best_params}, "
                   f"fit {tuned.fit_seconds:.1f}s")
         return _store_candidate(audit, artifacts, tuned, data_manifest)
@@ -105,6 +155,7 @@ base_candidates = [build_candidate_asset(a) for a in BASE]
     deps=[DATASET, *[candidate_asset_name(a) for a in BASE]],
     group_name="candidates",
     kinds={"scikitlearn"},
+    check_specs=_trained_check(candidate_asset_name("ensemble")),
     description="Soft-voting ensemble of the tuned base candidates, its voting weights tuned with the same split.",
 )
 def candidate_ensemble(context: dg.AssetExecutionContext, config: TrainingConfig,
@@ -125,18 +176,25 @@ def candidate_ensemble(context: dg.AssetExecutionContext, config: TrainingConfig
         if manifest.get("dataset_hash") != data_manifest["dataset_hash"]:
             audit.log(f"ensemble: {algorithm} was trained on another dataset version, left out", "warning")
             continue
+        if failed_training(manifest):
+            audit.log(f"ensemble: {algorithm} left out, {failed_training(manifest)}", "warning")
+            continue
         audit.record_input(candidate_asset_name(algorithm), out_dir, manifest)
         bases[algorithm] = load_model(out_dir / MODEL_FILE, manifest["model_sha256"])
-    if len(bases) < 2:
-        raise RuntimeError(f"the ensemble needs at least 2 base candidates for this dataset, found {sorted(bases)}")
     train = _training_frame(data_dir)
     numeric, categorical = models.feature_columns(train)
-    with audit.timed("tune"):
-        tuned = models.tune_ensemble(
-            bases, train[numeric + categorical], train["label"].to_numpy(), train["as_of_date"].to_numpy(),
-            n_iter=config.tuning_budget, n_splits=config.cv_splits, seed=config.random_seed,
-            max_rows=config.max_training_rows, log=audit.log,
-        )
+    try:
+        if len(bases) < 2:
+            raise CandidateTrainingError(
+                f"the ensemble needs at least 2 trained base candidates for this dataset, found {sorted(bases)}")
+        with audit.timed("tune"):
+            tuned = models.tune_ensemble(
+                bases, train[numeric + categorical], train["label"].to_numpy(), train["as_of_date"].to_numpy(),
+                n_iter=config.tuning_budget, n_splits=config.cv_splits, seed=config.random_seed,
+                max_rows=config.max_training_rows, log=audit.log,
+            )
+    except Exception as exc:
+        return _record_failure(audit, artifacts, "ensemble", exc, data_manifest)
     audit.log(f"ensemble of {sorted(bases)}: CV ROC AUC {tuned.cv_score:.4f}, weights {tuned.best_params}")
     return _store_candidate(audit, artifacts, tuned, data_manifest)
 

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from refresh_assets.assets.candidates import MODEL_FILE, candidate_asset_name
+from refresh_assets.assets.candidates import MODEL_FILE, candidate_asset_name, failed_training
 from refresh_assets.assets.dataset import DATASET
 from refresh_assets.audit import StepAudit, output_metadata, read_input
 from refresh_assets.config import ComparisonConfig
@@ -54,6 +54,9 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
             if manifest.get("dataset_hash") != data_manifest["dataset_hash"]:
                 skipped[algorithm] = "trained on another version of this partition's dataset"
                 continue
+            if failed_training(manifest):
+                skipped[algorithm] = failed_training(manifest)
+                continue
             audit.record_input(name, out_dir, manifest)
             model = load_model(out_dir / MODEL_FILE, manifest["model_sha256"])
             predictions[algorithm] = predict_scores(model, holdout)
@@ -62,8 +65,14 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
                                       "best_params": manifest.get("best_params")}
     for algorithm, why in skipped.items():
         audit.log(f"candidate {algorithm} left out: {why}", "warning")
-    if not predictions:
-        raise RuntimeError(f"no candidate to compare for {audit.partition_key}: {skipped}")
+    needed = config.required_candidates()
+    if len(predictions) < needed:
+        # Too few candidates to call it a comparison: no decision, so the champion stays as it is.
+        raise RuntimeError(
+            f"only {len(predictions)} candidate(s) available for {audit.partition_key} "
+            f"({sorted(predictions) or 'none'}), fewer than min_candidates={needed}; refusing to decide. "
+            f"Left out: " + "; ".join(f"{a}: {why}" for a, why in skipped.items())
+        )
 
     champion = registry.registry().current_champion()
     champion_name = None
@@ -85,6 +94,8 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
         )
         table = evaluate.comparison_table(metrics, champion_name)
         markdown = evaluate.comparison_markdown(table, decision)
+        if skipped:
+            markdown += "\n\n**Candidates left out:**\n" + "\n".join(f"- {a}: {why}" for a, why in skipped.items())
     audit.log(decision.reason)
 
     winner = challengers[decision.challenger] if decision.challenger in challengers else None
@@ -122,6 +133,7 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
             "decision": "promote" if decision.promote else "keep",
             "promote": bool(decision.promote),
             "best_challenger": decision.challenger or "",
+            "candidates_left_out": ", ".join(f"{a} ({why})" for a, why in skipped.items()) or "none",
             "champion_version": champion.version if champion else -1,
             "reason": decision.reason,
             "improvement_ci_lower": float(boot.lower) if boot else float("nan"),

@@ -34,6 +34,8 @@ from typing import IO, Any
 
 import pandas as pd
 
+from refresh_assets.core.faults import fault_point
+
 __all__ = [
     "MANIFEST_NAME",
     "POINTER_NAME",
@@ -178,16 +180,29 @@ def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         if not fd_owned_by_handle:
             os.close(fd)
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRORS:
+            raise OutputWriteError(exc.errno, f"cannot write {target.name} in {target.parent}: "
+                                              f"{_STORAGE_ERRORS[exc.errno]}; its previous content is unchanged") from exc
         raise
     fsync_dir(target.parent)
     return target
+
+
+#: errno -> what an operator should read when the disk refuses a write
+_STORAGE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file size limit reached",
+                   errno.EROFS: "the file system is read-only", errno.EDQUOT: "disk quota exceeded",
+                   errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
+
+
+class OutputWriteError(OSError):
+    """The disk refused a write (full, read-only, size limit, permissions); nothing was replaced."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -626,12 +641,14 @@ class StagedOutput:
         folder; a kill after it leaves a complete output that is simply not yet current.
         """
         self._require_open()
+        fault_point(f"{self.asset}:staged")
         full_manifest = self._full_manifest(manifest)
         atomic_write_json(self.path / MANIFEST_NAME, full_manifest)
 
         partition_dir = self.path.parent
         final_dir = self._rename_into_place(partition_dir)
         fsync_dir(partition_dir)
+        fault_point(f"{self.asset}:renamed")
         self.committed_path = final_dir
         self._closed = True
         atomic_write_json(

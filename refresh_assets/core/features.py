@@ -206,7 +206,11 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, as_of_date: dt.date,
 
 
 def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
-    """Refuse a query result that is not entity_id, as_of_date, features..., label (0/1/NULL), unique keys."""
+    """Refuse a query result the step cannot even split: no entity_id / as_of_date / label, or no feature.
+
+    What the rows hold (label values, duplicate keys, NULL rates, dates after D, ...) is judged by the
+    blocking asset checks on the stored dataset (``core/validation.py``), one place per rule.
+    """
     import pandas as pd
 
     missing = [c for c in (*KEY_COLUMNS, LABEL_COLUMN) if c not in frame.columns]
@@ -217,17 +221,27 @@ def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
     features = [c for c in frame.columns if c not in (*KEY_COLUMNS, LABEL_COLUMN)]
     if not features:
         raise DatasetContractError("query output has no feature columns besides entity_id, as_of_date, label")
+    for column in features:
+        values = frame[column].dropna()
+        if frame[column].dtype.kind == "O" and len(values) and not isinstance(values.iloc[0], (str, bytes)):
+            kind = type(values.iloc[0]).__name__
+            if kind in ("ndarray", "list", "dict", "tuple"):
+                raise DatasetContractError(
+                    f"feature '{column}' holds {kind} values (a nested SQL type): a feature must be a number or text"
+                )
     frame = frame.copy()
-    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.normalize()
-    labels = frame[LABEL_COLUMN].dropna()
-    bad = sorted(set(labels.unique()) - {0, 1})
-    if bad:
-        raise DatasetContractError(f"label column holds values other than 0/1/NULL: {bad[:5]}")
-    frame[LABEL_COLUMN] = frame[LABEL_COLUMN].astype("Int8")
-    dupes = frame.duplicated(list(KEY_COLUMNS))
-    if dupes.any():
-        example = frame.loc[dupes, list(KEY_COLUMNS)].iloc[0].to_dict()
-        raise DatasetContractError(f"{int(dupes.sum())} duplicate (entity_id, as_of_date) rows, e.g. {example}")
+    try:
+        frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.normalize()
+    except (ValueError, TypeError) as exc:
+        raise DatasetContractError(f"query output column 'as_of_date' is not a date: {exc}") from exc
+    return frame
+
+
+def _clean_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """0/1 labels as int8; anything else is left as it came, for the label_values check to name."""
+    labels = frame[LABEL_COLUMN]
+    if labels.notna().all() and labels.isin([0, 1]).all():
+        frame[LABEL_COLUMN] = labels.astype("int8")
     return frame
 
 
@@ -253,7 +267,10 @@ def _describe(frame: pd.DataFrame, labelled: bool) -> dict:
         "snapshots": int(dates.nunique()),
     }
     if labelled:
-        out["label_rate"] = round(float(frame[LABEL_COLUMN].astype(float).mean()), 4) if len(frame) else None
+        import pandas as pd
+
+        rate = pd.to_numeric(frame[LABEL_COLUMN], errors="coerce").mean() if len(frame) else None
+        out["label_rate"] = None if rate is None or pd.isna(rate) else round(float(rate), 4)
     return out
 
 
@@ -273,22 +290,17 @@ def split_dataset(rows: pd.DataFrame, spec: DatasetSpec, plan: SnapshotPlan, que
                   log=None) -> DatasetFrames:
     """Split checked query rows by snapshot date into the training, holdout and scoring frames."""
     dates = rows["as_of_date"].dt.date
-    train = rows[dates.isin(plan.train_dates)].reset_index(drop=True)
-    holdout = rows[dates.isin(plan.holdout_dates)].reset_index(drop=True)
+    train = _clean_labels(rows[dates.isin(plan.train_dates)].reset_index(drop=True))
+    holdout = _clean_labels(rows[dates.isin(plan.holdout_dates)].reset_index(drop=True))
     scoring = rows[dates == plan.scoring_date].drop(columns=[LABEL_COLUMN]).reset_index(drop=True)
-    for name, frame in (("training", train), ("holdout", holdout)):
-        if frame[LABEL_COLUMN].isna().any():
-            raise DatasetContractError(f"{name} rows have NULL labels: the query must label every complete snapshot")
-        if len(frame) == 0:
-            raise DatasetContractError(f"the {name} set for {spec.as_of_date} is empty")
-    if len(scoring) == 0:
-        raise DatasetContractError(f"no scoring population at {spec.as_of_date}: no player active in the 28 days to it")
-    train[LABEL_COLUMN] = train[LABEL_COLUMN].astype("int8")
-    holdout[LABEL_COLUMN] = holdout[LABEL_COLUMN].astype("int8")
     stats = {
         "train": _describe(train, True),
         "holdout": _describe(holdout, True),
         "scoring": _describe(scoring, False),
+        # rows the split drops: dated after D (the query peeked ahead; a blocking check refuses them) or
+        # on a day that is no snapshot of the plan
+        "rows_after_as_of_date": int((dates > spec.as_of_date).sum()),
+        "rows_off_plan": int((~dates.isin(plan.all_dates())).sum()),
     }
     if log:
         log(f"rows: train {stats['train']['rows']} (label rate {stats['train']['label_rate']}), "

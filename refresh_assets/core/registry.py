@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 
 from refresh_assets.core import artifacts
+from refresh_assets.core.faults import fault_point
 
 __all__ = [
     "ChampionEvent",
@@ -391,6 +392,7 @@ class ModelRegistry:
                         connection, version=version, action="promote", partition_key=partition_key,
                         run_id=run_id, at=now, reason=reason,
                     )
+                    fault_point("registry:before_commit")
                     connection.execute("COMMIT")
                 except BaseException:
                     _rollback_quietly(connection)

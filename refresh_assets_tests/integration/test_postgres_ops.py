@@ -17,6 +17,11 @@ REFRESH_ASSETS_PG_* exactly as production does, and the module reads the same da
   job, partition, run id and failing step; run_retries re-executes it once and the retry fails too. That
   one failed launch still gives exactly one alert: failure_alert_sensor skips the attempt tagged
   dagster/will_retry=true.
+* the run worker of a refresh (and its step processes) SIGKILLed during training: the run ends FAILURE, the
+  champion is untouched, and run_retries' re-execution succeeds;
+* two refreshes of one partition never register two champions;
+* the PostgreSQL password and Slack token (planted in the processes' environment) and the webhook URL are in
+  no process log, compute log, manifest, alert record or event log message.
 
 Runs use LIGHT_RUN_CONFIG (FAST_RUN_CONFIG with less tuning): every refresh_job run is serialized by the
 queue (``refresh_assets/kind=refresh``), so the module's time is the sum of its ~6 refreshes on 2 cores.
@@ -32,6 +37,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -61,7 +67,8 @@ OVERRIDDEN = "2026-04-06"  # test 1: a refresh with overridden inputs
 QUEUED_TWICE = "2026-04-13"  # test 2: two refreshes of the same partition
 LOCKED = "2026-04-20"  # test 3: a refresh while the warehouse file is locked
 CANCELED = "2026-04-27"  # a refresh canceled while it runs
-EMPTY = "2025-01-01"  # test 4: the first partition, before the warehouse's first day: the dataset step fails
+KILLED = "2026-05-04"  # a refresh whose run worker is SIGKILLed during training
+EMPTY = "2025-01-01"  # test 4: the first partition, before the warehouse's first day: the dataset checks fail
 OVERRIDES = ["random_seed=7", "min_improvement=0.001"]
 #: FAST_RUN_CONFIG made lighter still: ~8 refresh runs share 2 cores and are serialized by the run queue.
 LIGHT_RUN_CONFIG = {
@@ -81,6 +88,12 @@ PG = {
     "REFRESH_ASSETS_PG_PASSWORD": os.environ.get("REFRESH_ASSETS_PG_PASSWORD", ""),
 }
 ADMIN_DB = os.environ.get("REFRESH_ASSETS_PG_ADMIN_DB", "postgres")
+#: Secrets the processes get from the environment and must never write anywhere. The shared server trusts
+#: local connections, so a planted password still connects; a real one (set by the caller) is scanned for.
+PLANTED_SECRETS = {
+    "REFRESH_ASSETS_PG_PASSWORD": PG["REFRESH_ASSETS_PG_PASSWORD"] or "planted-pg-pw-7f3a9c1e",
+    "REFRESH_ASSETS_SLACK_TOKEN": "xoxb-000000000000-planted0slack0token",  # no channel: never posted
+}
 
 # ---------------------------------------------------------------------------------------------------------
 # Helpers
@@ -174,9 +187,9 @@ print("released", flush=True)
 class Env:
     """What the tests share: the webserver port, the data folder, the instance, the webhook."""
 
-    def __init__(self, port, data, instance, webhook, db_name, alert_file):
+    def __init__(self, port, data, instance, webhook, db_name, alert_file, root):
         self.port, self.data, self.instance, self.webhook = port, data, instance, webhook
-        self.db_name, self.alert_file = db_name, alert_file
+        self.db_name, self.alert_file, self.root = db_name, alert_file, root
 
     def launch(self, job: str, partition: str, run_config: dict, **tags) -> str:
         return trigger.launch(HOST, self.port, job, partition, run_config, tags or None)
@@ -228,7 +241,7 @@ def server(tmp_path_factory, drift_warehouse, pg_database):
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")  # the production instance, unchanged
     alert_file = data / "alerts" / "alerts.jsonl"
     with Webhook() as webhook, pytest.MonkeyPatch.context() as mp:
-        pg_env = {**PG, "REFRESH_ASSETS_PG_DB": pg_database}
+        pg_env = {**PG, **PLANTED_SECRETS, "REFRESH_ASSETS_PG_DB": pg_database}
         env = project_env(
             home, data, drift_warehouse, **pg_env,
             REFRESH_ASSETS_RETRY_MAX="2", REFRESH_ASSETS_RETRY_DELAY_SECONDS="1",
@@ -236,11 +249,11 @@ def server(tmp_path_factory, drift_warehouse, pg_database):
             REFRESH_ASSETS_ALERT_FILE=str(alert_file), REFRESH_ASSETS_ALERT_WEBHOOK_URL=webhook.url,
         )
         # this process reads the same instance: dagster.yaml takes the connection from the environment
-        for key in (*pg_env, "REFRESH_ASSETS_COMPUTE_LOG_DIR"):
+        for key in (*PG, "REFRESH_ASSETS_PG_DB", "REFRESH_ASSETS_COMPUTE_LOG_DIR"):
             mp.setenv(key, env[key])
         with dg.DagsterInstance.from_config(str(home)) as instance, \
                 dagster_processes(env, root / "logs") as port:
-            yield Env(port, data, instance, webhook, pg_database, alert_file)
+            yield Env(port, data, instance, webhook, pg_database, alert_file, root)
             # no run may outlive the processes (a promotion chains a propagation run)
             try:
                 wait_for(lambda: all(r.status.value in trigger.TERMINAL_STATUSES for r in instance.get_runs()),
@@ -378,6 +391,16 @@ def test_refreshes_of_one_partition_are_queued_one_after_the_other(server):
     stats = {run_id: server.instance.get_run_stats(run_id) for run_id in (first, second)}
     assert stats[second].launch_time >= stats[first].end_time
     assert stats[second].start_time >= stats[first].end_time
+    # the registry never holds two champions: one current version, and no model registered twice (the second
+    # refresh compared with the champion the first left, it did not promote the same model again)
+    from refresh_assets.core.registry import ModelRegistry
+
+    registry = ModelRegistry(server.data / "registry")
+    versions = registry.versions()
+    assert len({v.model_sha256 for v in versions}) == len(versions)
+    promotions = [e for e in registry.events() if e.run_id in (first, second) and e.action == "promote"]
+    assert len(promotions) <= 1, promotions
+    assert registry.current_champion().version == registry.events()[-1].version
 
 
 def test_cancel_a_running_refresh_leaves_the_champion_untouched(server):
@@ -468,9 +491,11 @@ def failed_launch(server, drift_warehouse):
     t0 = time.perf_counter()
     run_id = server.launch("refresh_job", EMPTY, LIGHT_RUN_CONFIG)
     assert server.wait(run_id) == "FAILURE"
-    events = server.step_events(run_id, "training_dataset")
-    # the per-step RetryPolicy (REFRESH_ASSETS_RETRY_MAX=2) ran the step three times before the run failed
-    assert events.count("STEP_UP_FOR_RETRY") == 2 and events[-1] == "STEP_FAILURE", events
+    # the blocking dataset checks refuse the empty dataset; a data rule fails the same way every time, so the
+    # step RetryPolicy (REFRESH_ASSETS_RETRY_MAX=2) does not retry it (Failure(allow_retries=False))
+    events = server.step_events(run_id, "training_dataset_checks")
+    assert "STEP_UP_FOR_RETRY" not in events and events[-1] == "STEP_FAILURE", events
+    assert "STEP_START" not in server.step_events(run_id, "candidate_logreg")  # blocked: planned, never started
 
     # run_retries (max_retries: 1 in dagster.yaml) re-executes the failed run once; it fails the same way
     def chain_ended():
@@ -512,8 +537,9 @@ def test_failed_run_alerts_once(server, failed_launch):
     # the final failure (nothing retries it any more) is alerted exactly once, in the file and at the webhook
     (record,) = [a for a in alerts if a["run_id"] == final]
     assert record["job"] == "refresh_job" and record["partition"] == EMPTY
-    assert record["failing_step"] == "training_dataset"
-    assert f"the training set for {EMPTY} is empty" in record["error"]
+    assert record["failing_step"] == "training_dataset_checks"
+    assert f"training_dataset for {EMPTY} refused by" in record["error"]
+    assert "row_counts: train has 0 rows, fewer than the minimum 200" in record["error"]
     assert record["link"].endswith(f"/runs/{final}")
     (hook,) = [h for h in hooks if h["body"]["run_id"] == final]
     assert hook["path"] == "/hooks/alerts" and hook["content_type"] == "application/json"
@@ -527,3 +553,101 @@ def test_a_failed_launch_is_alerted_once_despite_run_retries(failed_launch):
     assert len(alerts) == 1, f"{len(alerts)} alert records for one failed launch: {alerts}"
     assert len(hooks) == 1, f"{len(hooks)} webhook requests for one failed launch"
     assert alerts[0]["run_id"] == failed_launch["final"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), deepest last."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _run_worker_pid(instance, run_id: str) -> int | None:
+    """The run worker's pid, from the multiprocess executor's own engine event ('parent process (pid: N)')."""
+    import re
+
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        found = re.search(r"parent process \(pid: (\d+)\)", entry.user_message or "")
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def test_a_run_killed_with_sigkill_ends_failed_and_its_retry_succeeds(server):
+    """SIGKILL of the run worker and its step processes mid-training: the run ends FAILURE, not STARTED forever
+    (measured: the code server that launched it reports the dead process within seconds, before run
+    monitoring's first 20 s poll; monitoring is the backstop when the code server itself is gone), nothing it
+    had not committed is visible, the champion is untouched, and run_retries' re-execution succeeds."""
+    from refresh_assets.core.artifacts import OutputStore
+    from refresh_assets.core.registry import ModelRegistry
+
+    wait_for(lambda: not server.instance.get_run_records(dg.RunsFilter(
+        job_name="refresh_job", statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                                          dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])),
+             timeout=RUN_TIMEOUT, interval=1, what="earlier refreshes to end")
+    registry = ModelRegistry(server.data / "registry")
+    store = OutputStore(server.data / "outputs")
+
+    def registry_state():
+        champion = registry.current_champion()
+        return champion.to_dict() if champion else None, [e.to_dict() for e in registry.events()]
+
+    before = registry_state()
+    run_id = server.launch("refresh_job", KILLED, LIGHT_RUN_CONFIG)
+    wait_for(lambda: "STEP_START" in server.step_events(run_id, "candidate_logreg") or None,
+             timeout=RUN_TIMEOUT, interval=0.2, what="training to start")
+    worker = _run_worker_pid(server.instance, run_id)
+    assert worker is not None, "no process executing the run"
+    for pid in [worker, *_descendants(worker)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    t0 = time.perf_counter()
+    assert server.wait(run_id, timeout=240) == "FAILURE"
+    detected = time.perf_counter() - t0
+    assert registry_state() == before
+    for asset in ("model_comparison", "champion_model"):
+        assert store.current(asset, KILLED) is None
+    # run_retries re-executes the killed run; that run succeeds
+    def retried():
+        runs = server.instance.get_runs(dg.RunsFilter(tags={"dagster/root_run_id": run_id}))
+        return runs if runs and all(r.status.value in trigger.TERMINAL_STATUSES for r in runs) else None
+
+    (retry,) = wait_for(retried, timeout=RUN_TIMEOUT, interval=1, what="the retry of the killed run")
+    why = [e.user_message for e in server.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+    print(f"\nSIGKILL of run {run_id[:8]} during training: FAILURE after {detected:.0f}s ({why}); retry "
+          f"{retry.run_id[:8]} {retry.status.value}")
+    assert retry.status == dg.DagsterRunStatus.SUCCESS
+    assert store.current("champion_model", KILLED) is not None
+
+
+def test_planted_secrets_appear_in_no_log_manifest_or_alert(server, failed_launch):
+    """The PostgreSQL password, Slack token and webhook URL reach the processes only through the environment:
+    none is in a process log, a compute log, a manifest, an alert record or the event log, after successful,
+    failed, retried, canceled and killed runs."""
+    secrets = [*PLANTED_SECRETS.values(), server.webhook.url]
+    assert server.alerts(), "no alert was written: the scan would prove nothing about alert records"
+    scanned = 0
+    for path in [*server.root.rglob("*")]:
+        if not path.is_file() or path.suffix in (".parquet", ".skops", ".duckdb", ".wal"):
+            continue
+        text = path.read_bytes().decode(errors="replace")
+        scanned += 1
+        for secret in secrets:
+            assert secret not in text, f"{secret[:12]}... found in {path}"
+    assert scanned > 20
+    logs = [e.user_message or "" for run in server.instance.get_runs() for e in server.instance.all_logs(run.run_id)]
+    assert logs and not [m for m in logs if any(secret in m for secret in secrets)]

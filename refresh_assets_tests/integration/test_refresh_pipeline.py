@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from refresh_assets.local_runs import run_refresh
+from refresh_assets.local_runs import failure_summary, run_refresh
 from refresh_assets_tests.conftest import FAST_RUN_CONFIG, POST_DRIFT, PRE_DRIFT, make_project
 
 pytestmark = pytest.mark.integration
@@ -170,24 +170,70 @@ def _snapshot_consumable_state(project, partition):
     }
 
 
-def test_a_run_failing_mid_training_leaves_champion_and_registry_as_they_were(scenario, monkeypatch):
+def _with_comparison(**settings) -> dict:
+    ops = dict(FAST_RUN_CONFIG["ops"])
+    ops["model_comparison"] = {"config": {**ops["model_comparison"]["config"], **settings}}
+    return {"ops": ops}
+
+
+def _failing_tune(monkeypatch, failures: dict[str, BaseException]):
     from refresh_assets.core import models
 
-    project, _ = scenario
-    before = _snapshot_consumable_state(project, PRE_DRIFT[1])
     real_tune = models.tune
 
-    def failing_tune(algorithm, *args, **kwargs):
-        if algorithm == "random_forest":
-            raise MemoryError("injected: training ran out of memory")
+    def tune(algorithm, *args, **kwargs):
+        if algorithm in failures:
+            raise failures[algorithm]
         return real_tune(algorithm, *args, **kwargs)
 
-    monkeypatch.setattr(models, "tune", failing_tune)
-    outcome = run_refresh(project.defs, project.instance, PRE_DRIFT[1], FAST_RUN_CONFIG, raise_on_error=False)
+    monkeypatch.setattr(models, "tune", tune)
+
+
+def test_a_failed_candidate_is_left_out_and_the_others_are_still_compared(scenario, monkeypatch):
+    project, _ = scenario
+    partition = PRE_DRIFT[1]
+    champion_before = registry_state(project)
+    _failing_tune(monkeypatch, {"random_forest": ValueError("max_depth must be >= 1, got -3")})
+    # min_improvement 0.5: the decision is a keep whatever the scores, so later tests start from the same champion
+    outcome = run_refresh(project.defs, project.instance, partition, _with_comparison(min_improvement=0.5))
+    assert outcome.success
+    store = project.store()
+    decision = read_json(store.current("model_comparison", partition), "decision.json")
+    assert decision["skipped_candidates"] == {
+        "random_forest": "training failed: ValueError: max_depth must be >= 1, got -3"}
+    assert set(decision["metrics"]) == {"logreg", "hist_gb", "ensemble", "champion_v2"}
+    assert decision["promote"] is False and registry_state(project) == champion_before
+    report = (store.current("model_comparison", partition) / "report.md").read_text()
+    assert "- random_forest: training failed: ValueError: max_depth must be >= 1, got -3" in report
+    # the failed candidate's output is its failure record, and its `trained` check says why (WARN)
+    failed_dir = store.current("candidate_random_forest", partition)
+    assert not (failed_dir / "model.skops").exists()
+    assert read_json(failed_dir, "failure.json")["error_type"] == "ValueError"
+    ensemble = store.read_manifest(store.current("candidate_ensemble", partition))
+    assert set(ensemble["inputs"]) == {"training_dataset", "candidate_logreg", "candidate_hist_gb"}
+    checks = {e.dagster_event.event_specific_data.asset_key.path[-1]: e.dagster_event.event_specific_data
+              for e in project.instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+              if e.dagster_event.event_specific_data.check_name == "trained"}
+    assert not checks["candidate_random_forest"].passed
+    assert checks["candidate_random_forest"].severity == dg.AssetCheckSeverity.WARN
+    assert all(checks[f"candidate_{a}"].passed for a in ("logreg", "hist_gb", "ensemble"))
+
+
+def test_below_min_candidates_the_comparison_refuses_and_the_champion_stays(scenario, monkeypatch):
+    project, _ = scenario
+    partition = PRE_DRIFT[1]
+    before = _snapshot_consumable_state(project, partition)
+    _failing_tune(monkeypatch, {"random_forest": MemoryError("injected: training ran out of memory")})
+    outcome = run_refresh(project.defs, project.instance, partition, _with_comparison(min_candidates=4),
+                          raise_on_error=False)
     assert not outcome.success and outcome.propagation_runs == []
-    assert _snapshot_consumable_state(project, PRE_DRIFT[1]) == before
+    failures = failure_summary(project.instance, outcome.run_id)
+    assert len(failures) == 1 and failures[0].startswith("step model_comparison failed")
+    assert "only 3 candidate(s)" in failures[0] and "fewer than min_candidates=4" in failures[0]
+    assert "random_forest: training failed: MemoryError: injected: training ran out of memory" in failures[0]
+    assert _snapshot_consumable_state(project, partition) == before
     # no staging folder is left where a reader looks, and no half output is listed
-    rf_dir = project.outputs / "candidate_random_forest" / PRE_DRIFT[1]
+    rf_dir = project.outputs / "candidate_random_forest" / partition
     assert all(p.name.startswith(".") or (p / "manifest.json").exists() or p.name == "current.json"
                for p in rf_dir.iterdir())
 

@@ -583,3 +583,37 @@ def test_sigkill_during_commit_never_exposes_a_partial_output(tmp_path: Path, ki
     visible = sorted(p.name for p in previous.parent.iterdir() if not p.name.startswith("."))
     assert visible == sorted(["current.json", *[p.name for p in outputs]])
     assert any(p.name.startswith(".staging-") for p in previous.parent.iterdir()) is (kill_point != "pointer")
+
+
+_FILE_SIZE_LIMITED_WRITER = r"""
+import resource, sys
+import numpy as np, pandas as pd
+from refresh_assets.core.artifacts import OutputStore
+store = OutputStore(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))  # like a full disk: writes fail with EFBIG
+big = pd.DataFrame({"x": np.random.default_rng(0).random(200_000)})
+try:
+    with store.stage("training_dataset", "2026-03-02", "run-big") as out:
+        out.write_parquet("train.parquet", big)
+        out.commit({})
+except OSError as error:
+    print(f"{type(error).__name__}: {error}")
+"""
+
+
+def test_a_write_beyond_the_file_size_limit_fails_clearly_and_leaves_nothing_half_written(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE in a child process (root ignores chmod): the write fails with EFBIG, as on a full disk."""
+    import subprocess
+    import sys
+
+    store = artifacts.OutputStore(tmp_path)
+    with store.stage("training_dataset", "2026-03-02", "run-ok") as out:
+        out.write_json("small.json", {"rows": 1})
+        first = out.commit({})
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    printed = subprocess.run([sys.executable, "-c", _FILE_SIZE_LIMITED_WRITER, str(tmp_path)], capture_output=True,
+                             text=True, timeout=120, check=True).stdout.strip()
+    assert printed.startswith("OutputWriteError: [Errno 27] cannot write train.parquet in ")
+    assert "file size limit reached; its previous content is unchanged" in printed
+    assert store.current("training_dataset", "2026-03-02") == first
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no temp file, no staging

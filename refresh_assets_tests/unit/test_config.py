@@ -23,12 +23,25 @@ def test_defaults_pass():
     (ops(model_comparison={"algorithms": ["xgboost"]}), "2026-06-01", "model_comparison.algorithms"),
     (ops(model_comparison={"algorithms": []}), "2026-06-01", "algorithms"),
     (ops(model_comparison={"confidence": 1.5}), "2026-06-01", "model_comparison.confidence"),
+    (ops(model_comparison={"min_candidates": 0}), "2026-06-01", "model_comparison.min_candidates"),
+    (ops(training_dataset_checks={"min_label_rate": 0.6, "max_label_rate": 0.2}), "2026-06-01",
+     "training_dataset_checks: min_label_rate 0.6 is above max_label_rate 0.2"),
+    (ops(training_dataset_checks={"required_features": {"spend": "money"}}), "2026-06-01",
+     "training_dataset_checks.required_features"),
     ({}, "not-a-date", "partition key"),
     (ops(candidate_xgboost={"tuning_budget": 2}), "2026-06-01", "unknown op"),
 ])
 def test_bad_inputs_are_refused_naming_the_field(run_config, partition, field):
     with pytest.raises(ConfigError, match=field):
         preflight(run_config, partition)
+
+
+def test_min_candidates_is_capped_by_the_algorithms_allowed():
+    from refresh_assets.config import ComparisonConfig
+
+    assert ComparisonConfig().required_candidates() == 2
+    assert ComparisonConfig(algorithms=["logreg"]).required_candidates() == 1
+    assert ComparisonConfig(min_candidates=4, algorithms=["logreg", "hist_gb", "ensemble"]).required_candidates() == 3
 
 
 def test_cli_sets_go_to_every_op_that_has_the_field():

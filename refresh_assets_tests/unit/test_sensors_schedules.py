@@ -84,4 +84,13 @@ def test_asset_graph_lineage():
     job = defs.resolve_job_def("refresh_job")
     assert {n.name for n in job.nodes} == {"training_dataset", "candidate_logreg", "candidate_random_forest",
                                            "candidate_hist_gb", "candidate_ensemble", "model_comparison",
-                                           "champion_model"}
+                                           "champion_model", "training_dataset_checks"}
+    # every dataset rule is a blocking check of training_dataset, run by refresh_job
+    from refresh_assets.checks import training_dataset_checks
+
+    specs = list(training_dataset_checks.check_specs)
+    assert {s.name for s in specs} == {"schema", "row_counts", "label_values", "label_rate", "holdout_size",
+                                       "null_rates", "constant_features", "unique_keys", "no_future_dates"}
+    assert all(s.blocking and s.asset_key == dg.AssetKey("training_dataset") for s in specs)
+    assert {k.name for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key.path == ["training_dataset"]} \
+        == {s.name for s in specs}

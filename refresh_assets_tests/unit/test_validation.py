@@ -1,0 +1,82 @@
+"""The dataset rules on tiny hand-made frames: each broken rule fails alone, naming the column and figure."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from refresh_assets.core.validation import DatasetLimits, DatasetUnderTest, validate
+
+D = dt.date(2026, 6, 1)
+LIMITS = DatasetLimits(min_train_rows=4, min_holdout_rows=4, min_holdout_positives=2, min_holdout_negatives=2,
+                       max_null_rate=0.5)
+
+
+def frame(n: int, date: str, labelled: bool = True, **override) -> pd.DataFrame:
+    data = {"entity_id": list(range(n)), "as_of_date": pd.to_datetime([date] * n),
+            "spend": [float(i) for i in range(n)], "platform": ["ios", "android"] * (n // 2) + ["ios"] * (n % 2)}
+    if labelled:
+        data["label"] = pd.array([i % 2 for i in range(n)], dtype="int8")
+    data.update(override)
+    return pd.DataFrame(data)
+
+
+def dataset(**frames) -> DatasetUnderTest:
+    base = {"train": frame(8, "2026-05-04"), "holdout": frame(6, "2026-05-18"),
+            "scoring": frame(5, "2026-06-01", labelled=False)}
+    return DatasetUnderTest(**{**base, **frames}, as_of_date=D)
+
+
+def failed(data: DatasetUnderTest, limits: DatasetLimits = LIMITS) -> dict[str, str]:
+    return {r.rule: r.message for r in validate(data, limits) if not r.passed}
+
+
+def test_a_clean_dataset_passes_every_rule():
+    results = validate(dataset(), LIMITS)
+    assert [r.rule for r in results] == ["schema", "row_counts", "label_values", "label_rate", "holdout_size",
+                                         "null_rates", "constant_features", "unique_keys", "no_future_dates"]
+    assert all(r.passed for r in results), [r for r in results if not r.passed]
+
+
+@pytest.mark.parametrize("frames, rule, words", [
+    ({"holdout": frame(6, "2026-05-18").drop(columns=["spend"])}, "schema",
+     "holdout feature columns ['platform'] differ from train's ['spend', 'platform']"),
+    ({"scoring": frame(5, "2026-06-01", labelled=False, spend=["a"] * 5)}, "schema",
+     "feature 'spend' is float in train but text in scoring"),
+    ({"train": frame(8, "2026-05-04", spend=pd.to_datetime(["2026-01-01"] * 8))}, "schema",
+     "feature 'spend' has type"),
+    ({"train": frame(3, "2026-05-04")}, "row_counts", "train has 3 rows, fewer than the minimum 4"),
+    ({"train": frame(8, "2026-05-04", label=[0, 1, 2, 0, 1, 0, 1, 0])}, "label_values",
+     "train label holds 1 value(s) other than 0/1, e.g. ['2']"),
+    ({"holdout": frame(6, "2026-05-18", label=[0, 1, None, 0, 1, 0])}, "label_values",
+     "holdout label has 1 NULL value(s)"),
+    ({"train": frame(8, "2026-05-04", label=[0] * 8)}, "label_rate", "train has no positive label"),
+    ({"holdout": frame(6, "2026-05-18", label=[1, 0, 0, 0, 0, 0])}, "holdout_size",
+     "holdout has 1 positive label(s), fewer than the 2"),
+    ({"train": frame(8, "2026-05-04", spend=[None] * 5 + [1.0, 2.0, 3.0])}, "null_rates",
+     "feature 'spend' is NULL in 62.5% of training rows, above 50%"),
+    ({"train": frame(8, "2026-05-04", platform=["ios"] * 8)}, "constant_features", "'platform' (1 distinct value)"),
+    ({"train": frame(8, "2026-05-04", entity_id=[0, 0, 1, 2, 3, 4, 5, 6])}, "unique_keys",
+     "train has 2 rows sharing an (entity_id, as_of_date), e.g. entity_id 0 at 2026-05-04"),
+    ({"scoring": frame(5, "2026-06-08", labelled=False)}, "no_future_dates",
+     "scoring.as_of_date has 5 value(s) after the refresh date 2026-06-01"),
+])
+def test_each_broken_rule_is_named_with_its_figure(frames, rule, words):
+    problems = failed(dataset(**frames))
+    assert rule in problems, problems
+    assert words in problems[rule]
+
+
+def test_required_features_and_rows_the_query_returned_after_d():
+    limits = DatasetLimits(**{**LIMITS.__dict__, "required_features": {"spend": "number", "country": "text"}})
+    problems = failed(dataset(), limits)
+    assert problems == {"schema": "required feature 'country' (text) is missing"}
+    data = dataset()
+    data.rows_after_as_of_date = 3
+    assert "the query returned 3 row(s) with as_of_date after the refresh date 2026-06-01" in failed(data)["no_future_dates"]
+
+
+def test_a_rule_that_cannot_read_the_data_fails_instead_of_crashing():
+    problems = failed(dataset(train=frame(8, "2026-05-04").drop(columns=["label"])))
+    assert "train is missing column(s) ['label']" in problems["schema"]
+    assert problems["label_values"].startswith("could not evaluate label_values: KeyError")
