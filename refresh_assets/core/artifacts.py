@@ -438,6 +438,18 @@ def _utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def read_manifest_in(output_dir: Any) -> dict[str, Any]:
+    """The manifest of a committed output folder (a Path, or a UPath on an object store)."""
+    manifest_path = output_dir / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise OutputStoreError(f"{output_dir} is not a committed output (no {MANIFEST_NAME})") from error
+    if not isinstance(manifest, dict):
+        raise OutputStoreError(f"{manifest_path} does not hold a JSON object")
+    return manifest
+
+
 class OutputStore:
     """Committed outputs live in ``<root>/<asset>/<partition>/<run_id>[-N]/`` with a manifest.json.
 
@@ -484,14 +496,7 @@ class OutputStore:
 
     def read_manifest(self, output_dir: str | Path) -> dict[str, Any]:
         """The manifest of a committed output folder."""
-        manifest_path = Path(output_dir) / MANIFEST_NAME
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError as error:
-            raise OutputStoreError(f"{output_dir} is not a committed output (no {MANIFEST_NAME})") from error
-        if not isinstance(manifest, dict):
-            raise OutputStoreError(f"{manifest_path} does not hold a JSON object")
-        return manifest
+        return read_manifest_in(Path(output_dir))
 
     def list_outputs(self, asset: str, partition_key: str) -> list[Path]:
         """Committed output folders of one partition, oldest commit first."""

@@ -151,11 +151,7 @@ def open_source(location: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
     if source.is_dir():
         con = _quiet(duckdb.connect())
         try:
-            for table in RAW_TABLES:
-                files = sorted(source.glob(f"{table}*.parquet")) or sorted((source / table).glob("*.parquet"))
-                if not files:
-                    raise DatasetContractError(f"no parquet files for table '{table}' under {source}")
-                con.read_parquet([str(f) for f in files]).create_view(table)
+            _parquet_views(con, source, str(source))
             yield con
         finally:
             con.close()
@@ -180,17 +176,22 @@ def _open_remote_parquet(url: str) -> Iterator[duckdb.DuckDBPyConnection]:
     from upath import UPath
 
     root = UPath(url)
-    con = duckdb.connect()
+    con = _quiet(duckdb.connect())
     try:
         con.register_filesystem(root.fs)
-        for table in RAW_TABLES:
-            files = sorted(root.glob(f"{table}*.parquet"), key=str) or sorted((root / table).glob("*.parquet"), key=str)
-            if not files:
-                raise DatasetContractError(f"no parquet files for table '{table}' under {url}")
-            con.read_parquet([str(f) for f in files]).create_view(table)
+        _parquet_views(con, root, url)
         yield con
     finally:
         con.close()
+
+
+def _parquet_views(con: duckdb.DuckDBPyConnection, root, where: str) -> None:
+    """One view per raw table over ``<root>/<table>*.parquet`` or ``<root>/<table>/*.parquet`` (Path or UPath)."""
+    for table in RAW_TABLES:
+        files = sorted(root.glob(f"{table}*.parquet"), key=str) or sorted((root / table).glob("*.parquet"), key=str)
+        if not files:
+            raise DatasetContractError(f"no parquet files for table '{table}' under {where}")
+        con.read_parquet([str(f) for f in files]).create_view(table)
 
 
 def run_query(con: duckdb.DuckDBPyConnection, sql: str, as_of_date: dt.date,

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from refresh_assets.core.artifacts import (
+    read_manifest_in,
     MANIFEST_NAME,
     POINTER_NAME,
     STAGING_PREFIX,
@@ -92,14 +93,7 @@ class ObjectOutputStore(OutputStore):
         return UploadingStagedOutput(self, asset, partition_key, run_id, local, remote_partition_dir)
 
     def read_manifest(self, output_dir: Any) -> dict[str, Any]:
-        manifest_path = as_upath(output_dir) / MANIFEST_NAME
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError as error:
-            raise OutputStoreError(f"{output_dir} is not a committed output (no {MANIFEST_NAME})") from error
-        if not isinstance(manifest, dict):
-            raise OutputStoreError(f"{manifest_path} does not hold a JSON object")
-        return manifest
+        return read_manifest_in(as_upath(output_dir))
 
     def list_outputs(self, asset: str, partition_key: str) -> list:
         """Committed output folders of one partition, oldest commit first (by the manifest's committed_at)."""
