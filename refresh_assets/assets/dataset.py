@@ -90,15 +90,14 @@ def frame_hash_of(hashes: dict[str, str]) -> str:
 
 def dataset_under_test(store, partition_key: str):
     """The committed dataset of a partition as the validation rules read it: (its folder, the frames)."""
-    import pandas as pd
-
+    from refresh_assets.core.object_store import read_parquet
     from refresh_assets.core.validation import DatasetUnderTest
 
     output_dir = store.current(DATASET, partition_key)
     if output_dir is None:
         raise RuntimeError(f"no committed {DATASET} for partition {partition_key} to check")
     manifest = store.read_manifest(output_dir)
-    frames = {name: pd.read_parquet(output_dir / f"{name}.parquet") for name in FRAMES}
+    frames = {name: read_parquet(output_dir / f"{name}.parquet") for name in FRAMES}  # local or object store
     return output_dir, DatasetUnderTest(
         **frames, as_of_date=dt.date.fromisoformat(partition_key),
         rows_after_as_of_date=int(manifest.get("stats", {}).get("rows_after_as_of_date", 0)),

@@ -45,7 +45,8 @@ LIGHT_RUN_CONFIG = {
         "model_comparison": {"config": {"bootstrap_samples": 200}},
     }
 }
-STEPS = {"training_dataset", *(f"candidate_{a}" for a in CANDIDATES), "model_comparison", "champion_model"}
+STEPS = {"training_dataset", "training_dataset_checks", *(f"candidate_{a}" for a in CANDIDATES), "model_comparison",
+         "champion_model"}
 
 
 def descendants(root_pid: int) -> set[int]:

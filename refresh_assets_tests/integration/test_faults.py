@@ -32,10 +32,12 @@ PROMOTING = "promoting"
 
 def promoting(project) -> dict:
     """Comparison config that promotes: only candidates of another algorithm than the champion's may challenge
-    (the champion's own candidate is the champion), and min_improvement -0.1 passes whatever the scores."""
+    (the champion's own candidate is the champion), min_improvement -0.1 passes whatever the scores, and the
+    guardrails are opened as far as they go (calibration margin at its maximum, no slices)."""
     champion = project.registry().current_champion().algorithm
     others = [a for a in ("logreg", "random_forest", "hist_gb") if a != champion]
     return {"ops": {"model_comparison": {"config": {"bootstrap_samples": 400, "min_improvement": -0.1,
+                                                    "calibration_margin": 0.1, "slice_columns": [],
                                                     "algorithms": others}}}}
 
 DRIVER = r"""
