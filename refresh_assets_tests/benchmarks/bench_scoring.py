@@ -24,13 +24,13 @@ TARGET_RATIO = 0.9
 CHAMPION_ALGORITHM = "hist_gb"  # what the demo promotes
 
 
-def champion_and_batch(workdir: Path, rows: int, seed: int = 11) -> tuple[Path, str, Path]:
+def champion_and_batch(workdir: Path, rows: int, players: int = 6_000, seed: int = 11) -> tuple[Path, str, Path]:
     """Train a champion on a small simulated dataset; write a ``rows``-row scoring parquet like the dataset's."""
     from refresh_assets.core import features, models
     from refresh_assets.core.artifacts import atomic_write_parquet, save_model
     from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
 
-    cfg = SimulationConfig(n_players=6_000, seed=seed)
+    cfg = SimulationConfig(n_players=players, seed=seed)
     simulate_to_duckdb(cfg, workdir / "raw.duckdb")
     with features.open_source(workdir / "raw.duckdb") as con:
         frames = features.build_dataset(con, features.DatasetSpec(as_of_date=cfg.end_date()))
@@ -70,7 +70,7 @@ def run(size: dict) -> list[Row]:
     rows = size["scoring_rows"]
     with tempfile.TemporaryDirectory(prefix="bench_scoring_") as tmp:
         work = Path(tmp)
-        model_path, sha, batch_path = champion_and_batch(work, rows)
+        model_path, sha, batch_path = champion_and_batch(work, rows, size["scoring_players"])
         model = load_model(model_path, sha)
         frame = pd.read_parquet(batch_path)
         predict_scores(model, frame.head(1000))  # warm-up: first-call costs are not throughput

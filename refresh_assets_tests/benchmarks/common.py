@@ -24,11 +24,11 @@ REPO = Path(__file__).resolve().parents[2]
 #: few minutes; ``tiny`` is the CI smoke run (scripts must not rot; figures mean nothing there).
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
-        "refresh_players": 200_000, "refresh_repeats": 3, "refresh_budget": None,
+        "refresh_players": 200_000, "refresh_repeats": 2, "refresh_budget": None,
         "dataset_players": 100_000, "dataset_repeats": 3,
         "drift_rows": 1_000_000, "drift_repeats": 3,
         "load_repeats": 7,
-        "scoring_rows": 1_000_000, "scoring_repeats": 3,
+        "scoring_rows": 1_000_000, "scoring_repeats": 3, "scoring_players": 6_000,
         "backfill_players": 2_000, "backfill_partitions": 30,
         "sensor_history": 1_000, "sensor_baseline": 10, "sensor_repeats": 20,
     },
@@ -37,17 +37,17 @@ SIZES: dict[str, dict[str, Any]] = {
         "dataset_players": 20_000, "dataset_repeats": 2,
         "drift_rows": 50_000, "drift_repeats": 2,
         "load_repeats": 3,
-        "scoring_rows": 100_000, "scoring_repeats": 2,
+        "scoring_rows": 100_000, "scoring_repeats": 2, "scoring_players": 3_000,
         "backfill_players": 1_000, "backfill_partitions": 10,
         "sensor_history": 300, "sensor_baseline": 10, "sensor_repeats": 5,
     },
     "tiny": {
-        "refresh_players": 1_500, "refresh_repeats": 1, "refresh_budget": 1,
+        "refresh_players": 1_000, "refresh_repeats": 1, "refresh_budget": 1,
         "dataset_players": 3_000, "dataset_repeats": 1,
         "drift_rows": 20_000, "drift_repeats": 1,
         "load_repeats": 1,
-        "scoring_rows": 20_000, "scoring_repeats": 1,
-        "backfill_players": 800, "backfill_partitions": 4,
+        "scoring_rows": 20_000, "scoring_repeats": 1, "scoring_players": 1_000,
+        "backfill_players": 600, "backfill_partitions": 4,
         "sensor_history": 40, "sensor_baseline": 10, "sensor_repeats": 2,
     },
 }
