@@ -54,14 +54,47 @@ def selected_executor_kind() -> str:
     return kind
 
 
+#: Modules the forkserver imports once, so that each step process starts as a fork of a warm interpreter
+#: instead of importing Dagster, pandas and scikit-learn again (seconds per step; see docs/BENCHMARKS.md).
+#: Only imports happen in the forkserver, never model fitting, so no thread pool exists before a fork.
+FORKSERVER_PRELOAD = ("dagster", "refresh_assets.definitions", "pandas", "pyarrow.parquet", "sklearn.pipeline",
+                      "sklearn.ensemble", "sklearn.linear_model", "skops.io")
+START_METHODS = ("forkserver", "spawn")
+
+
+def _checked_start(name: str) -> str:
+    if name not in START_METHODS:
+        raise ExecutorSettingError(f"start_method {name!r} is not one of {list(START_METHODS)}")
+    return name
+
+
+def _start_method(name: str) -> dict:
+    if name == "forkserver":
+        return {"forkserver": {"preload_modules": list(FORKSERVER_PRELOAD)}}
+    return {"spawn": {}}
+
+
 def multiprocess_executor_from_env() -> dg.ExecutorDefinition:
-    """One process per step, capped so that steps (each fitting models on all its cores' worth) fit the machine."""
+    """One process per step, capped so that steps (each fitting models on all its cores' worth) fit the machine;
+    steps start from a forkserver with the heavy modules preloaded (REFRESH_ASSETS_START_METHOD=spawn: fresh
+    interpreters, Dagster's default)."""
     default_limit = _env_int("REFRESH_ASSETS_MAX_CONCURRENT", os.cpu_count() or 1)
+    default_start = os.environ.get("REFRESH_ASSETS_START_METHOD", "").strip().lower() or "forkserver"
+    if default_start not in START_METHODS:
+        raise ExecutorSettingError(
+            f"REFRESH_ASSETS_START_METHOD={default_start!r} is not a start method; choose one of {list(START_METHODS)}")
     return dg.multiprocess_executor.configured(
-        lambda config: {"max_concurrent": config["max_concurrent"]},
-        config_schema={"max_concurrent": dg.Field(
-            int, default_value=default_limit,
-            description="Steps running at once on this machine (REFRESH_ASSETS_MAX_CONCURRENT, default CPU count).")},
+        lambda config: {"max_concurrent": config["max_concurrent"],
+                        "start_method": _start_method(_checked_start(config["start_method"]))},
+        config_schema={
+            "max_concurrent": dg.Field(
+                int, default_value=default_limit,
+                description="Steps running at once on this machine (REFRESH_ASSETS_MAX_CONCURRENT, default CPU count)."),
+            "start_method": dg.Field(
+                str, default_value=default_start,
+                description="forkserver (default: steps fork from a process with the heavy modules preloaded) "
+                            "or spawn (a fresh interpreter per step); REFRESH_ASSETS_START_METHOD."),
+        },
     )
 
 

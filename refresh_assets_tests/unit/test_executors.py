@@ -14,7 +14,8 @@ from dagster._core.system_config.objects import ResolvedRunConfig
 
 from refresh_assets.executors import ExecutorSettingError, executor_from_env
 
-EXECUTOR_VARIABLES = ("REFRESH_ASSETS_EXECUTOR", "REFRESH_ASSETS_MAX_CONCURRENT", "REFRESH_ASSETS_CELERY_BROKER",
+EXECUTOR_VARIABLES = ("REFRESH_ASSETS_EXECUTOR", "REFRESH_ASSETS_MAX_CONCURRENT", "REFRESH_ASSETS_START_METHOD",
+                      "REFRESH_ASSETS_CELERY_BROKER",
                       "REFRESH_ASSETS_CELERY_BACKEND", "REFRESH_ASSETS_CELERY_QUEUE")
 
 
@@ -49,6 +50,18 @@ def test_concurrency_limit_from_env_and_run_config(monkeypatch):
     monkeypatch.setenv("REFRESH_ASSETS_MAX_CONCURRENT", "3")
     assert executor_for_run()._max_concurrent == 3
     assert executor_for_run({"execution": {"config": {"max_concurrent": 1}}})._max_concurrent == 1
+
+
+def test_steps_fork_from_a_preloaded_forkserver_by_default(monkeypatch):
+    executor = executor_for_run()
+    assert executor._start_method == "forkserver"
+    assert {"dagster", "refresh_assets.definitions", "sklearn.ensemble"} <= set(executor._explicit_forkserver_preload)
+    monkeypatch.setenv("REFRESH_ASSETS_START_METHOD", "spawn")
+    assert executor_for_run()._start_method == "spawn"
+    assert executor_for_run({"execution": {"config": {"start_method": "forkserver"}}})._start_method == "forkserver"
+    monkeypatch.setenv("REFRESH_ASSETS_START_METHOD", "fork")
+    with pytest.raises(ExecutorSettingError, match="REFRESH_ASSETS_START_METHOD='fork'"):
+        executor_from_env()
 
 
 def test_in_process(monkeypatch):
