@@ -1,0 +1,156 @@
+"""PostgreSQL restarted under a running webserver and daemon: both recover, no run is lost or duplicated.
+
+The shared server on 5432 is never touched: the test starts a throwaway cluster of its own (the machine's
+PostgreSQL binaries, as the ``postgres`` user, on a free port, in a temp folder), points the production
+``dagster.yaml`` at it, launches a refresh over GraphQL, restarts the cluster (``pg_ctl restart -m fast``,
+which drops every open connection) while the run's steps execute, and then checks the webserver, the run, the
+daemon's promotion sensor (its propagation run), the run queue and the registry.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from refresh_assets import trigger
+from refresh_assets.core.registry import ModelRegistry
+from refresh_assets_tests.conftest import FAST_RUN_CONFIG, PRE_DRIFT
+from refresh_assets_tests.integration.dagster_processes import (
+    REPO,
+    dagster_processes,
+    free_port,
+    project_env,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+HOST = "127.0.0.1"
+PARTITION = PRE_DRIFT[0]
+DATABASE = "refresh_assets"
+
+
+def _pg_bin() -> Path:
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not versions:
+        pytest.fail("no PostgreSQL server binaries under /usr/lib/postgresql (the python-svc machine has them)")
+    return versions[-1].parent
+
+
+def _as_postgres(*cmd: str) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+
+class Cluster:
+    """A throwaway PostgreSQL cluster: initdb, start, restart, stop."""
+
+    def __init__(self) -> None:
+        self.bin = _pg_bin()
+        self.dir = Path(tempfile.mkdtemp(prefix="refresh_assets_pg_"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run(_as_postgres(str(self.bin / tool), *args), check=True, capture_output=True, timeout=120)
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
+        options = f"-p {self.port} -c listen_addresses={HOST} -k {self.dir}"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-o", options, "-w",
+                  *extra, action)
+
+    def start(self) -> None:
+        self._pg_ctl("start")
+
+    def restart(self) -> None:
+        self._pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        try:
+            self._pg_ctl("stop", "-m", "immediate")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def create_database(self, name: str) -> None:
+        import psycopg2
+
+        con = psycopg2.connect(host=HOST, port=self.port, user="postgres", dbname="postgres", connect_timeout=5)
+        con.autocommit = True
+        try:
+            with con.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            con.close()
+
+
+@pytest.fixture
+def cluster():
+    pg = Cluster()
+    try:
+        pg.start()
+        pg.create_database(DATABASE)
+        yield pg
+    finally:
+        pg.stop()
+
+
+def _status(port: int, run_id: str) -> str | None:
+    try:
+        return trigger.status(HOST, port, run_id)
+    except trigger.TriggerError:
+        return None  # the webserver could not reach its storage at that moment
+
+
+def test_webserver_and_daemon_recover_from_a_postgres_restart(cluster, drift_warehouse, tmp_path, monkeypatch):
+    home, data = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")  # the production instance, unchanged
+    pg_env = {"REFRESH_ASSETS_PG_HOST": HOST, "REFRESH_ASSETS_PG_PORT": str(cluster.port),
+              "REFRESH_ASSETS_PG_USER": "postgres", "REFRESH_ASSETS_PG_PASSWORD": "",
+              "REFRESH_ASSETS_PG_DB": DATABASE}
+    env = project_env(home, data, drift_warehouse, **pg_env)
+    with dagster_processes(env, tmp_path / "logs") as port:
+        refresh = trigger.launch(HOST, port, "refresh_job", PARTITION, FAST_RUN_CONFIG)
+        wait_for(lambda: _status(port, refresh) == "STARTED", timeout=180, interval=0.5, what="the refresh to start")
+        cluster.restart()  # every connection of the webserver, the daemon and the run is dropped
+
+        wait_for(lambda: _status(port, refresh) is not None, timeout=60, what="the webserver to answer again")
+        wait_for(lambda: _status(port, refresh) in trigger.TERMINAL_STATUSES, timeout=600, interval=2,
+                 what="the refresh to end")
+
+        for key, value in pg_env.items():  # this process reads the same instance (dagster.yaml takes the env)
+            monkeypatch.setenv(key, value)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            def refresh_runs():
+                return instance.get_runs(dg.RunsFilter(job_name="refresh_job"))
+
+            # The run either rode out the restart or failed on it and was retried (run_retries in
+            # dagster.yaml); either way exactly one attempt chain, ending in success.
+            def chain_ended():
+                runs = refresh_runs()
+                return all(r.status.value in trigger.TERMINAL_STATUSES for r in runs) and \
+                    any(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+            wait_for(chain_ended, timeout=600, interval=2, what="the refresh (or its retry) to succeed")
+            runs = refresh_runs()
+            roots = {r.tags.get("dagster/root_run_id", r.run_id) for r in runs}
+            assert roots == {refresh}, f"refresh runs not all from the one launch: {[(r.run_id, r.tags) for r in runs]}"
+            assert sum(r.status == dg.DagsterRunStatus.SUCCESS for r in runs) == 1
+
+            # The daemon's promotion sensor still works after the restart: one propagation run, not two.
+            def propagated():
+                runs = instance.get_runs(dg.RunsFilter(job_name="propagation_job"))
+                return runs and all(r.status.value in trigger.TERMINAL_STATUSES for r in runs)
+            wait_for(propagated, timeout=300, interval=2, what="the daemon to launch and finish the propagation")
+            propagation = instance.get_runs(dg.RunsFilter(job_name="propagation_job"))
+            assert len(propagation) == 1 and propagation[0].status == dg.DagsterRunStatus.SUCCESS
+            assert propagation[0].tags["dagster/partition"] == PARTITION
+
+        registry = ModelRegistry(data / "registry")
+        assert [e.action for e in registry.events()] == ["promote"]
+        assert registry.current_champion().version == 1
