@@ -35,6 +35,25 @@ def _step_failures(context: dg.RunFailureSensorContext) -> list[tuple[str | None
     return failures
 
 
+WILL_RETRY_TAG = "dagster/will_retry"
+#: Dagster stores the run-failure event first and tags the run dagster/will_retry (true/false) right after,
+#: so a sensor tick can fall between the two; wait this long for the tag before taking it as "no retry".
+WILL_RETRY_WAIT_SECONDS = 10.0
+
+
+def _will_retry(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether run_retries (dagster.yaml) re-executes this failed run; waits out Dagster's tagging race."""
+    import time
+
+    if run.tags.get(WILL_RETRY_TAG) is None and not instance.run_retries_enabled:
+        return False
+    deadline = time.monotonic() + WILL_RETRY_WAIT_SECONDS
+    while run.tags.get(WILL_RETRY_TAG) is None and time.monotonic() < deadline:
+        time.sleep(0.25)
+        run = instance.get_run_by_id(run.run_id) or run
+    return run.tags.get(WILL_RETRY_TAG) == "true"
+
+
 @dg.run_failure_sensor(
     name="failure_alert_sensor",
     minimum_interval_seconds=ALERT_INTERVAL_SECONDS,
@@ -45,7 +64,7 @@ def _step_failures(context: dg.RunFailureSensorContext) -> list[tuple[str | None
 )
 def failure_alert_sensor(context: dg.RunFailureSensorContext):
     run = context.dagster_run
-    if run.tags.get("dagster/will_retry") == "true":
+    if _will_retry(context.instance, run):
         # run_retries (dagster.yaml) re-executes this run: alert on the last failure only, not on each attempt.
         context.log.info(f"run {run.run_id} failed and will be retried: no alert yet")
         return
