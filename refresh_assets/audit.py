@@ -81,10 +81,11 @@ class StepAudit:
             **(extra or {}),
         }
 
-    def commit(self, staged, extra: dict[str, Any] | None = None) -> Path:
-        """Write manifest.json last and move the folder into place; only then is the output visible."""
-        final = staged.commit(self.manifest(extra))
-        self.context.log.info(f"{self.asset} output committed at {final}")
+    def commit(self, staged, extra: dict[str, Any] | None = None, publish: bool = True) -> Path:
+        """Write manifest.json last and move the folder into place; only then is the output visible
+        (``publish=False``: kept, but not made current until ``store.publish``)."""
+        final = staged.commit(self.manifest(extra), publish=publish)
+        self.context.log.info(f"{self.asset} output committed at {final}" + ("" if publish else " (not yet current)"))
         return final
 
 

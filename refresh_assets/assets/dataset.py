@@ -1,4 +1,10 @@
-"""Step 1: run the query scripts on DuckDB and store D's training, holdout and scoring frames."""
+"""Step 1: run the query scripts on DuckDB and store D's training, holdout and scoring frames.
+
+The new dataset is committed but becomes the partition's current one (what candidates, scoring and drift
+read) only once the blocking rules of ``core/validation.py`` pass: the ``training_dataset_checks`` step
+publishes it, or this step itself when a run leaves that step out. A refused dataset stays on disk for
+inspection and is never read; the previous accepted dataset of the partition, if any, stays current.
+"""
 
 
 import datetime as dt
@@ -17,6 +23,7 @@ DATASET = "training_dataset"
 TRANSIENT_RETRIES = int(os.environ.get("REFRESH_ASSETS_QUERY_RETRY_MAX", "5"))
 TRANSIENT_WAIT_SECONDS = float(os.environ.get("REFRESH_ASSETS_QUERY_RETRY_DELAY_SECONDS", "10"))
 FRAMES = ("train", "holdout", "scoring")
+CHECKS_OP = "training_dataset_checks"
 
 
 @dg.asset(
@@ -61,7 +68,17 @@ def training_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, w
                 "scoring": str(frames.plan.scoring_date),
             },
             "stats": frames.stats,
-        })
+        }, publish=False)
+    checked_later = CHECKS_OP in steps_of_run(context)
+    if checked_later:
+        audit.context.log.info(f"{DATASET} {context.partition_key} becomes current once {CHECKS_OP} pass")
+    else:
+        # A run without the checks step (a custom selection): apply the same rules here, so that unchecked
+        # data never becomes what the rest of the pipeline reads.
+        _, refused = accept_or_refuse(artifacts.store(), context.partition_key, final,
+                                      checks_config(context.run.run_config), context.log)
+        if refused is not None:
+            raise refused
     stats = frames.stats
     return dg.MaterializeResult(
         metadata={
@@ -76,6 +93,7 @@ def training_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, w
             "dataset_hash": dataset_hash,
             "query_sha256": frames.query_sha256,
             "source": dg.MetadataValue.path(warehouse.location),
+            "current": "after training_dataset_checks pass" if checked_later else "yes (rules passed)",
         },
         data_version=dg.DataVersion(dataset_hash[:16]),
     )
@@ -88,12 +106,61 @@ def frame_hash_of(hashes: dict[str, str]) -> str:
     return hashlib.sha256("|".join(f"{k}={hashes[k]}" for k in sorted(hashes)).encode()).hexdigest()
 
 
-def dataset_under_test(store, partition_key: str):
-    """The committed dataset of a partition as the validation rules read it: (its folder, the frames)."""
+def steps_of_run(context) -> set[str]:
+    """Names of the steps this run executes (all of the job's when it does not select some)."""
+    keys = context.run.step_keys_to_execute
+    return set(keys) if keys is not None else {node.name for node in context.job_def.graph.nodes}
+
+
+def checks_config(run_config: dict):
+    """The run's launchpad thresholds for the dataset checks (defaults where it sets none)."""
+    from refresh_assets.config import DatasetChecksConfig
+
+    op = ((run_config or {}).get("ops") or {}).get(CHECKS_OP) or {}
+    return DatasetChecksConfig(**(op.get("config") or {}))
+
+
+class DatasetRefused(dg.Failure):
+    """The dataset broke a blocking rule: it stays unpublished and nothing downstream may use it."""
+
+
+def refusal(store, partition_key: str, output_dir, refused: list[str]) -> DatasetRefused:
+    """The failure raised for a refused dataset: which rules, with figures, and what stays current."""
+    previous = store.current(DATASET, partition_key)
+    kept = (f"the previous accepted dataset ({previous.name}) stays current" if previous is not None
+            else f"no dataset of {partition_key} is current")
+    # Not retried: the same data breaks the same rule every time.
+    return DatasetRefused(
+        description=f"{DATASET} for {partition_key} refused by {len(refused)} blocking check(s): "
+                    + "; ".join(refused) + f". The refused output {output_dir} is kept for inspection; {kept}.",
+        allow_retries=False,
+    )
+
+
+def accept_or_refuse(store, partition_key: str, output_dir, config, log):
+    """Run every rule on a committed dataset and publish it if all pass. Returns (the rule results, which
+    the checks step reports as asset checks; the ``DatasetRefused`` to raise, or None when published)."""
+    from refresh_assets.core.validation import validate
+
+    _, data = dataset_under_test(store, partition_key, output_dir)
+    results = validate(data, config.limits())
+    refused = [f"{r.rule}: {r.message}" for r in results if not r.passed]
+    for line in refused:
+        log.error(f"dataset check failed for {partition_key}: {line}")
+    if refused:
+        return results, refusal(store, partition_key, output_dir, refused)
+    store.publish(DATASET, partition_key, output_dir)
+    log.info(f"{DATASET} {partition_key} passed {len(results)} rules: {output_dir} is now current")
+    return results, None
+
+
+def dataset_under_test(store, partition_key: str, output_dir=None):
+    """A committed dataset of a partition as the validation rules read it: (its folder, the frames).
+    Without ``output_dir``, the current one."""
     from refresh_assets.core.object_store import read_parquet
     from refresh_assets.core.validation import DatasetUnderTest
 
-    output_dir = store.current(DATASET, partition_key)
+    output_dir = store.current(DATASET, partition_key) if output_dir is None else store.locate(output_dir)
     if output_dir is None:
         raise RuntimeError(f"no committed {DATASET} for partition {partition_key} to check")
     manifest = store.read_manifest(output_dir)

@@ -468,9 +468,16 @@ class OutputStore:
         """Start a new output in a hidden staging folder; nothing is visible until commit()."""
         safe_component(run_id, "run_id")
         partition_dir = self.partition_dir(asset, partition_key)
-        _ensure_dir(partition_dir)
         staging_dir = partition_dir / f"{STAGING_PREFIX}{run_id}-{secrets.token_hex(4)}"
-        staging_dir.mkdir()
+        try:
+            _ensure_dir(partition_dir)
+            staging_dir.mkdir()
+        except OSError as exc:
+            if exc.errno not in _STORAGE_ERRORS:
+                raise
+            raise OutputWriteError(exc.errno, f"cannot start a new {asset} output for {partition_key} in "
+                                              f"{partition_dir}: {_STORAGE_ERRORS[exc.errno]}; "
+                                              f"nothing was written, the current output is unchanged") from exc
         return StagedOutput(self, asset, partition_key, run_id, staging_dir)
 
     def current(self, asset: str, partition_key: str) -> Path | None:
@@ -497,6 +504,24 @@ class OutputStore:
     def read_manifest(self, output_dir: str | Path) -> dict[str, Any]:
         """The manifest of a committed output folder."""
         return read_manifest_in(Path(output_dir))
+
+    def locate(self, output_dir: str | Path) -> Path:
+        """An output folder named as a string (e.g. in materialization metadata) as this store's path type."""
+        return Path(output_dir)
+
+    def publish(self, asset: str, partition_key: str, output_dir: str | Path) -> Path:
+        """Make a committed output folder of this partition the current one (replace ``current.json``).
+
+        ``commit(publish=False)`` leaves an output committed but not current; this is the second half, run
+        when the output is accepted (the dataset, once its blocking checks pass).
+        """
+        partition_dir = self.partition_dir(asset, partition_key)
+        output_dir = Path(output_dir)
+        if output_dir.parent != partition_dir:
+            raise OutputStoreError(f"{output_dir} is not an output of {asset} {partition_key}")
+        manifest = self.read_manifest(output_dir)
+        atomic_write_json(partition_dir / POINTER_NAME, _pointer(output_dir, manifest))
+        return output_dir
 
     def list_outputs(self, asset: str, partition_key: str) -> list[Path]:
         """Committed output folders of one partition, oldest commit first."""
@@ -552,6 +577,16 @@ class OutputStore:
                 continue  # committed or aborted meanwhile
             removed += 1
         return removed
+
+
+def _pointer(output_dir: Any, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``current.json`` holds: the folder name, and enough to notice the folder was swapped."""
+    return {
+        "run_dir": output_dir.name,
+        "run_id": manifest.get("run_id"),
+        "committed_at": manifest.get("committed_at"),
+        "manifest_sha256": sha256_bytes((output_dir / MANIFEST_NAME).read_bytes()),
+    }
 
 
 def _newest_mtime(path: Path) -> float:
@@ -638,12 +673,14 @@ class StagedOutput:
                 files[relative] = {"sha256": sha256_file(file_path), "bytes": file_path.stat().st_size}
         return files
 
-    def commit(self, manifest: Mapping[str, Any]) -> Path:
+    def commit(self, manifest: Mapping[str, Any], publish: bool = True) -> Path:
         """Publish the staged folder and point ``current.json`` at it; returns the final folder.
 
         Order matters for crash safety: file hashes, then manifest.json (the commit marker, LAST), then
         the rename into place, then the pointer. A kill before the rename leaves only a hidden staging
-        folder; a kill after it leaves a complete output that is simply not yet current.
+        folder; a kill after it leaves a complete output that is simply not yet current. With
+        ``publish=False`` the pointer is left alone: the output is kept but readers do not see it until
+        ``store.publish`` (used for a dataset that must pass its checks first).
         """
         self._require_open()
         fault_point(f"{self.asset}:staged")
@@ -656,15 +693,8 @@ class StagedOutput:
         fault_point(f"{self.asset}:renamed")
         self.committed_path = final_dir
         self._closed = True
-        atomic_write_json(
-            partition_dir / POINTER_NAME,
-            {
-                "run_dir": final_dir.name,
-                "run_id": self.run_id,
-                "committed_at": full_manifest["committed_at"],
-                "manifest_sha256": sha256_file(final_dir / MANIFEST_NAME),
-            },
-        )
+        if publish:
+            atomic_write_json(partition_dir / POINTER_NAME, _pointer(final_dir, full_manifest))
         return final_dir
 
     def _full_manifest(self, manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -36,9 +36,9 @@ from refresh_assets.core.artifacts import (
     OutputStore,
     OutputStoreError,
     StagedOutput,
+    _pointer,
     atomic_write_json,
     safe_component,
-    sha256_file,
 )
 
 LOCAL_PROTOCOLS = ("", "file", "local")
@@ -95,6 +95,20 @@ class ObjectOutputStore(OutputStore):
     def read_manifest(self, output_dir: Any) -> dict[str, Any]:
         return read_manifest_in(as_upath(output_dir))
 
+    def locate(self, output_dir: Any):
+        return as_upath(output_dir)
+
+    def publish(self, asset: str, partition_key: str, output_dir: Any):
+        """Replace current.json with a pointer to a committed folder of this partition (see OutputStore)."""
+        partition_dir = self.partition_dir(asset, partition_key)
+        output_dir = as_upath(output_dir)
+        if str(output_dir.parent).rstrip("/") != str(partition_dir).rstrip("/"):
+            raise OutputStoreError(f"{output_dir} is not an output of {asset} {partition_key}")
+        pointer = _pointer(output_dir, self.read_manifest(output_dir))
+        (partition_dir / POINTER_NAME).write_text(json.dumps(pointer, sort_keys=True, indent=2) + "\n",
+                                                  encoding="utf-8")
+        return output_dir
+
     def list_outputs(self, asset: str, partition_key: str) -> list:
         """Committed output folders of one partition, oldest commit first (by the manifest's committed_at)."""
         partition_dir = self.partition_dir(asset, partition_key)
@@ -120,8 +134,9 @@ class UploadingStagedOutput(StagedOutput):
         super().__init__(store, asset, partition_key, run_id, path)
         self.remote_partition_dir = remote_partition_dir
 
-    def commit(self, manifest: dict[str, Any]):
-        """Upload every file, then manifest.json, then replace current.json; returns the remote folder."""
+    def commit(self, manifest: dict[str, Any], publish: bool = True):
+        """Upload every file, then manifest.json, then (``publish``) replace current.json; returns the remote
+        folder."""
         self._require_open()
         full_manifest = self._full_manifest(manifest)
         atomic_write_json(self.path / MANIFEST_NAME, full_manifest)
@@ -129,14 +144,8 @@ class UploadingStagedOutput(StagedOutput):
         for relative in sorted(full_manifest["files"]):
             _upload(self.path / relative, final_dir / relative)
         _upload(self.path / MANIFEST_NAME, final_dir / MANIFEST_NAME)  # the commit marker, after every file
-        pointer = {
-            "run_dir": final_dir.name,
-            "run_id": self.run_id,
-            "committed_at": full_manifest["committed_at"],
-            "manifest_sha256": sha256_file(self.path / MANIFEST_NAME),
-        }
-        (self.remote_partition_dir / POINTER_NAME).write_text(
-            json.dumps(pointer, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+        if publish:
+            self.store.publish(self.asset, self.partition_key, final_dir)
         self.committed_path = final_dir
         self._closed = True
         shutil.rmtree(self.path, ignore_errors=True)

@@ -22,7 +22,7 @@ from refresh_assets_tests.conftest import FAST_RUN_CONFIG, PRE_DRIFT
 pytestmark = pytest.mark.integration
 
 D = PRE_DRIFT[0]
-DOWNSTREAM = ("candidate_logreg", "candidate_random_forest", "candidate_hist_gb", "candidate_ensemble",
+DOWNSTREAM = ("training_dataset", "candidate_logreg", "candidate_random_forest", "candidate_hist_gb", "candidate_ensemble",
               "model_comparison", "champion_model", "champion_shadow_test", "production_scores")
 
 
@@ -32,7 +32,8 @@ def promoted(promoted_project):
 
 
 def state(project, downstream=DOWNSTREAM) -> dict:
-    """Everything a bad input must not change: registry rows, model file bytes, downstream pointers."""
+    """Everything a bad input must not change: registry rows, model file bytes, the current dataset and every
+    downstream pointer."""
     registry = project.registry()
     models = sorted((project.root / "registry").rglob("*.skops"))
     store = project.store()
@@ -45,18 +46,23 @@ def state(project, downstream=DOWNSTREAM) -> dict:
     }
 
 
-def refresh_with_query(project, tmp_path: Path, sql: str, run_config: dict | None = None):
-    """Refresh D with a user query file; returns (run result, failure lines)."""
+def defs_with_query(project, tmp_path: Path, sql: str):
+    """The project's definitions with a user query file in the warehouse resource."""
     query = tmp_path / "user_query.sql"
     query.write_text(sql)
-    defs = build_defs({
+    return build_defs({
         "warehouse": Warehouse(location=project.defs.resources["warehouse"].location, query_path=str(query)),
         "artifacts": ArtifactStore(root=str(project.outputs)),
         "registry": Registry(root=str(project.root / "registry")),
     })
+
+
+def refresh_with_query(project, tmp_path: Path, sql: str, run_config: dict | None = None, partition: str = D):
+    """Refresh a partition (D) with a user query file; returns (run result, failure lines)."""
+    defs = defs_with_query(project, tmp_path, sql)
     config = {"ops": {**FAST_RUN_CONFIG["ops"], **((run_config or {}).get("ops", {}))}}
     result = defs.resolve_job_def("refresh_job").execute_in_process(
-        instance=project.instance, partition_key=D, run_config=config, raise_on_error=False)
+        instance=project.instance, partition_key=partition, run_config=config, raise_on_error=False)
     return result, failure_summary(project.instance, result.run_id)
 
 
@@ -122,6 +128,66 @@ def test_bad_data_is_stopped_by_a_blocking_check(promoted, tmp_path, case, sql, 
     started = {e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START}
     assert started == {"training_dataset", "training_dataset_checks"}
     assert state(promoted) == before
+
+
+def test_a_refused_dataset_is_never_read_and_the_accepted_one_stays_current(promoted, tmp_path):
+    """The daily scoring_job of a partition whose refresh was refused scores the dataset accepted before,
+    never the refused one; the refused output is kept on disk for inspection, not current."""
+    store = promoted.store()
+    accepted = store.current("training_dataset", D)
+    result, failures = refresh_with_query(promoted, tmp_path, wrap("* REPLACE (3 AS level)"))
+    assert not result.success
+    assert any("refused by 1 blocking check(s): constant_features" in f for f in failures), failures
+    assert any(f"the previous accepted dataset ({accepted.name}) stays current" in f for f in failures), failures
+    refused_dir = store.list_outputs("training_dataset", D)[-1]
+    assert refused_dir.name.startswith(result.run_id) and store.current("training_dataset", D) == accepted
+    assert promoted.store().read_manifest(refused_dir)["run_id"] == result.run_id  # kept, complete, not current
+
+    scoring = promoted.defs.resolve_job_def("scoring_job").execute_in_process(
+        instance=promoted.instance, partition_key=D, raise_on_error=False)
+    assert scoring.success
+    for asset in ("production_scores", "drift_report"):
+        manifest = store.read_manifest(store.current(asset, D))
+        assert manifest["run_id"] == scoring.run_id
+        assert manifest["inputs"]["training_dataset"]["output_dir"] == str(accepted)
+
+
+def test_a_partition_whose_only_dataset_was_refused_has_nothing_to_score(promoted, tmp_path):
+    fresh = "2026-05-11"  # refreshed by no test
+    result, _ = refresh_with_query(promoted, tmp_path, wrap("* REPLACE (3 AS level)"), partition=fresh)
+    assert not result.success
+    failures = failure_summary(promoted.instance, result.run_id)
+    assert any(f"no dataset of {fresh} is current" in f for f in failures), failures
+    assert promoted.store().current("training_dataset", fresh) is None
+    scoring = promoted.defs.resolve_job_def("scoring_job").execute_in_process(
+        instance=promoted.instance, partition_key=fresh, raise_on_error=False)
+    assert not scoring.success
+    failures = failure_summary(promoted.instance, scoring.run_id)
+    assert any(f"no committed output of training_dataset for partition {fresh}" in f for f in failures), failures
+    assert promoted.store().current("production_scores", fresh) is None
+
+
+def test_a_run_without_the_checks_step_applies_the_same_rules_before_publishing(promoted, tmp_path):
+    """Materializing the dataset alone (no checks step in the run) still refuses bad data."""
+    from refresh_assets.assets.dataset import training_dataset
+
+    before = state(promoted)
+    defs = defs_with_query(promoted, tmp_path, wrap("* REPLACE (CASE WHEN label = 1 THEN 2 ELSE label END AS label)"))
+    result = dg.materialize([training_dataset], partition_key=D, instance=promoted.instance,
+                            resources=defs.resources, raise_on_error=False)
+    assert not result.success
+    steps = {e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START}
+    assert steps == {"training_dataset"}
+    failures = failure_summary(promoted.instance, result.run_id)
+    assert any("refused by" in f and "label_values" in f for f in failures), failures
+    assert state(promoted) == before
+
+    good = dg.materialize([training_dataset], partition_key=D, instance=promoted.instance,
+                          resources=defs_with_query(promoted, tmp_path, wrap("*")).resources)
+    assert good.success
+    published = promoted.store().current("training_dataset", D)
+    assert published != before["pointers"]["training_dataset"]
+    assert promoted.store().read_manifest(published)["run_id"] == good.run_id
 
 
 QUERY_STEP_CASES = [

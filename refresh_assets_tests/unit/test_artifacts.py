@@ -617,3 +617,24 @@ def test_a_write_beyond_the_file_size_limit_fails_clearly_and_leaves_nothing_hal
     assert "file size limit reached; its previous content is unchanged" in printed
     assert store.current("training_dataset", "2026-03-02") == first
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no temp file, no staging
+
+
+def test_an_unpublished_commit_is_kept_but_not_current_until_published(tmp_path: Path) -> None:
+    """commit(publish=False) then publish(): how a dataset waits for its checks before readers see it."""
+    store = artifacts.OutputStore(tmp_path)
+    with store.stage("training_dataset", "2026-03-02", "run-accepted") as out:
+        out.write_json("rows.json", {"rows": 1})
+        accepted = out.commit({})
+    with store.stage("training_dataset", "2026-03-02", "run-pending") as out:
+        out.write_json("rows.json", {"rows": 2})
+        pending = out.commit({}, publish=False)
+    assert store.current("training_dataset", "2026-03-02") == accepted
+    assert store.list_outputs("training_dataset", "2026-03-02") == [accepted, pending]
+    assert store.publish("training_dataset", "2026-03-02", str(pending)) == pending
+    assert store.current("training_dataset", "2026-03-02") == pending
+    pointer = json.loads((pending.parent / "current.json").read_text())
+    assert pointer["run_id"] == "run-pending"
+    assert pointer["manifest_sha256"] == artifacts.sha256_file(pending / "manifest.json")
+    with pytest.raises(artifacts.OutputStoreError, match="is not an output of training_dataset 2026-03-03"):
+        store.publish("training_dataset", "2026-03-03", pending)
+    assert store.current("training_dataset", "2026-03-03") is None

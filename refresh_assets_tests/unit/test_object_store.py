@@ -163,3 +163,18 @@ def test_the_registry_refuses_an_object_store_root_by_name():
 
     with pytest.raises(ValueError, match="registry root 's3://models/registry' is not a local folder.*file locks"):
         Registry(root="s3://models/registry").registry()
+
+
+def test_an_unpublished_commit_is_uploaded_but_not_current_until_published(bucket):
+    store = open_output_store(str(bucket))
+    first, _ = commit_one(store, "run1", "first")
+    with store.stage("production_scores", "2026-03-02", "run2") as out:
+        out.write_json("summary.json", {"marker": "pending"})
+        pending = out.commit({"note": "pending"}, publish=False)
+    assert str(store.current("production_scores", "2026-03-02")) == str(first)
+    assert store.read_manifest(pending)["note"] == "pending"
+    located = store.locate(str(pending))  # as a materialization's metadata names it
+    store.publish("production_scores", "2026-03-02", located)
+    assert str(store.current("production_scores", "2026-03-02")) == str(pending)
+    with pytest.raises(OutputStoreError, match="is not an output of production_scores 2026-03-03"):
+        store.publish("production_scores", "2026-03-03", located)
