@@ -55,14 +55,23 @@ sys.exit(0 if result.success else 1)
 """
 
 
+#: Runs a command in a mount namespace of its own where one folder is a read-only bind mount (a real EROFS,
+#: which root cannot override the way it overrides chmod); the rest of the machine is untouched.
+READ_ONLY = ["unshare", "--mount", "--propagation", "private", "sh", "-ec",
+             'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"']
+
+
 def run_job(project, job: str, run_config: dict, selection: list[str] | None = None,
-            fault_point: str | None = None) -> int:
-    """Run ``job`` for D in a child process on the project's instance; its return code (-9: killed)."""
+            fault_point: str | None = None, read_only: Path | None = None) -> int:
+    """Run ``job`` for D in a child process on the project's instance; its return code (-9: killed).
+    ``read_only``: a folder the child sees mounted read-only."""
     env = {k: v for k, v in os.environ.items() if k != "REFRESH_ASSETS_FAULT_POINT"}
     if fault_point:
         env["REFRESH_ASSETS_FAULT_POINT"] = fault_point
     args = [sys.executable, "-c", DRIVER, str(project.root), str(project.defs.resources["warehouse"].location),
             job, D, json.dumps(run_config), json.dumps(selection or [])]
+    if read_only is not None:
+        args = [*READ_ONLY, str(read_only), *args]
     return subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600).returncode
 
 
@@ -135,6 +144,30 @@ def test_after_the_crashes_a_rerun_promotes_and_scores(promoted_project):
     store = promoted_project.store()
     assert store.read_manifest(store.current("production_scores", D))["champion_version"] == 2
     assert_no_staging_reachable(promoted_project)
+
+
+@pytest.mark.parametrize("job, steps", [("refresh_job", ["training_dataset"]),
+                                        ("scoring_job", ["production_scores", "drift_report"])])
+def test_a_read_only_output_folder_fails_the_step_clearly_and_changes_nothing(promoted_project, job, steps):
+    """The outputs folder mounted read-only under a running job: the first step that writes fails naming the
+    file and the reason, the run fails, and every pointer, manifest and registry entry is as before."""
+    from refresh_assets.local_runs import failure_summary
+
+    project = promoted_project
+    before = readable_state(project)
+    runs_before = {r.dagster_run.run_id for r in project.instance.get_run_records()}
+    assert run_job(project, job, FAST_RUN_CONFIG if job == "refresh_job" else {}, read_only=project.outputs) == 1
+    (run,) = [r.dagster_run for r in project.instance.get_run_records()
+              if r.dagster_run.run_id not in runs_before and r.dagster_run.job_name == job]
+    assert run.status.value == "FAILURE"
+    failures = sorted(failure_summary(project.instance, run.run_id))
+    assert len(failures) == len(steps), failures  # each step that writes fails on its own, with its own folder
+    for step, failure in zip(sorted(steps), failures):
+        assert failure.startswith(f"step {step} failed"), failures
+        assert f"cannot start a new {step} output for {D} in {project.outputs / step / D}: the file system is " \
+               "read-only; nothing was written, the current output is unchanged" in failure, failures
+    assert readable_state(project) == before
+    assert_no_staging_reachable(project)
 
 
 LOCK_HOLDER = r"""
