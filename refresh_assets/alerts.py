@@ -1,4 +1,5 @@
-"""Alert on every failed run of this code location; the logic lives in core/alerts.py.
+"""Alert on every failed run of this code location, and on a refresh that succeeded without a candidate that
+failed to train; the logic lives in core/alerts.py.
 
 Channels come from the environment only, so that no token or URL is ever part of the definitions:
 REFRESH_ASSETS_ALERT_FILE (default <data dir>/alerts/alerts.jsonl, always written),
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from refresh_assets.core.alerts import build_record, deliver, error_text
+from refresh_assets.core.alerts import build_degraded_record, build_record, deliver, error_text
 
 #: How often the daemon looks for new failed runs (seconds); same knob as the other sensors.
 ALERT_INTERVAL_SECONDS = int(os.environ.get("REFRESH_ASSETS_SENSOR_INTERVAL_SECONDS", "30"))
@@ -78,8 +79,43 @@ def failure_alert_sensor(context: dg.RunFailureSensorContext):
     record = build_record(job=run.job_name, partition=run.tags.get("dagster/partition"), run_id=run.run_id,
                           step_failures=steps, run_failure_message=run_message,
                           ui_url=os.environ.get("REFRESH_ASSETS_UI_URL"))
+    _deliver(record, context.log)
+
+
+def _deliver(record, log) -> None:
     deliver(record, alert_file=alert_file(),
             webhook_url=os.environ.get("REFRESH_ASSETS_ALERT_WEBHOOK_URL"),
             slack_token=os.environ.get("REFRESH_ASSETS_SLACK_TOKEN"),
             slack_channel=os.environ.get("REFRESH_ASSETS_SLACK_CHANNEL"),
-            log=context.log.info, warn=context.log.error)
+            log=log.info, warn=log.error)
+
+
+def failed_candidates(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str]]:
+    """(candidate step, why) for every candidate of a run whose ``trained`` check failed."""
+    from refresh_assets.assets.candidates import TRAINED_CHECK
+
+    left_out = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data
+        if evaluation.check_name == TRAINED_CHECK and not evaluation.passed:
+            left_out.append((entry.step_key or evaluation.asset_key.to_user_string(),
+                             evaluation.description or "training failed"))
+    return left_out
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    name="candidate_failure_alert_sensor",
+    minimum_interval_seconds=ALERT_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When a refresh succeeds although a candidate failed to train (left out of the comparison, "
+                "min_candidates still met), send a DEGRADED alert to the same channels as run failures.",
+)
+def candidate_failure_alert_sensor(context: dg.RunStatusSensorContext):
+    run = context.dagster_run
+    left_out = failed_candidates(context.instance, run.run_id)
+    if not left_out:
+        return
+    record = build_degraded_record(job=run.job_name, partition=run.tags.get("dagster/partition"), run_id=run.run_id,
+                                   left_out=left_out, ui_url=os.environ.get("REFRESH_ASSETS_UI_URL"))
+    _deliver(record, context.log)

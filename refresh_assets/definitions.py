@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from refresh_assets.alerts import failure_alert_sensor
+from refresh_assets.alerts import candidate_failure_alert_sensor, failure_alert_sensor
 from refresh_assets.assets.candidates import candidate_assets
 from refresh_assets.assets.champion import champion_model
 from refresh_assets.assets.comparison import model_comparison
@@ -30,7 +30,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
         asset_checks=dataset_checks,
         jobs=[refresh_job, propagation_job, scoring_job],
         schedules=[weekly_refresh_schedule, daily_scoring_schedule],
-        sensors=[promotion_sensor, drift_sensor, failure_alert_sensor],
+        sensors=[promotion_sensor, drift_sensor, failure_alert_sensor, candidate_failure_alert_sensor],
         resources={**default_resources(), **(resources or {})},
     )
 

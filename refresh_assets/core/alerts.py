@@ -59,6 +59,8 @@ class AlertRecord:
     error: str
     link: str | None
     at: str = field(default_factory=_utc_now_iso)
+    #: "run_failure", or "degraded": the run succeeded but left something out (a candidate that failed to train)
+    kind: str = "run_failure"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -107,12 +109,22 @@ def build_record(*, job: str, partition: str | None, run_id: str,
                        link=f"{base}/runs/{run_id}", at=at or _utc_now_iso())
 
 
+def build_degraded_record(*, job: str, partition: str | None, run_id: str,
+                          left_out: Sequence[tuple[str, str]], ui_url: str | None = None,
+                          at: str | None = None) -> AlertRecord:
+    """The record of a run that succeeded without some of its parts: (step, why) per part left out."""
+    error = f"the run succeeded without {len(left_out)} part(s): " + "; ".join(f"{s}: {why}" for s, why in left_out)
+    record = build_record(job=job, partition=partition, run_id=run_id, step_failures=[(left_out[0][0], error)],
+                          run_failure_message=None, ui_url=ui_url, at=at)
+    return replace(record, kind="degraded")
+
+
 def format_alert_text(record: AlertRecord) -> str:
     """One readable line for Slack and the log (the error's whitespace, newlines included, collapsed)."""
     error = " ".join(record.error.split())
     if len(error) > 500:
         error = error[:500] + "..."
-    parts = [f"Run FAILED: job {record.job}"]
+    parts = [f"Run {'DEGRADED' if record.kind == 'degraded' else 'FAILED'}: job {record.job}"]
     if record.partition:
         parts.append(f"partition {record.partition}")
     if record.failing_step:

@@ -333,10 +333,12 @@ def test_schedules_and_sensors_listed_with_their_default_status(server):
     assert {s["executionTimezone"] for s in schedules.values()} == {"UTC"}
 
     sensors = {s["name"]: s for s in repo["sensors"]}
-    assert set(sensors) == {"promotion_sensor", "drift_sensor", "failure_alert_sensor"}
+    assert set(sensors) == {"promotion_sensor", "drift_sensor", "failure_alert_sensor", "candidate_failure_alert_sensor"}
     assert {n: s["sensorState"]["status"] for n, s in sensors.items()} == {
-        "promotion_sensor": "RUNNING", "drift_sensor": "RUNNING", "failure_alert_sensor": "RUNNING"}
+        "promotion_sensor": "RUNNING", "drift_sensor": "RUNNING", "failure_alert_sensor": "RUNNING",
+        "candidate_failure_alert_sensor": "RUNNING"}
     assert sensors["failure_alert_sensor"]["sensorType"] == "RUN_STATUS"
+    assert sensors["candidate_failure_alert_sensor"]["sensorType"] == "RUN_STATUS"
     assert [t["pipelineName"] for t in sensors["promotion_sensor"]["targets"]] == ["propagation_job"]
     assert [t["pipelineName"] for t in sensors["drift_sensor"]["targets"]] == ["refresh_job"]
     assert {s["minIntervalSeconds"] for s in sensors.values()} == {3}  # REFRESH_ASSETS_SENSOR_INTERVAL_SECONDS

@@ -217,6 +217,24 @@ def test_a_failed_candidate_is_left_out_and_the_others_are_still_compared(scenar
     assert not checks["candidate_random_forest"].passed
     assert checks["candidate_random_forest"].severity == dg.AssetCheckSeverity.WARN
     assert all(checks[f"candidate_{a}"].passed for a in ("logreg", "hist_gb", "ensemble"))
+    # the run is green, so failure_alert_sensor stays silent; candidate_failure_alert_sensor sends a DEGRADED alert
+    alert_file = project.root / "alerts.jsonl"
+    monkeypatch.setenv("REFRESH_ASSETS_ALERT_FILE", str(alert_file))
+    for name in ("REFRESH_ASSETS_ALERT_WEBHOOK_URL", "REFRESH_ASSETS_SLACK_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    from refresh_assets.alerts import candidate_failure_alert_sensor
+
+    for run_id in (outcome.run_id, *(r for _, r, _ in outcome.propagation_runs)):
+        run = project.instance.get_run_by_id(run_id)
+        (success,) = project.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+        candidate_failure_alert_sensor(dg.build_run_status_sensor_context(
+            sensor_name="candidate_failure_alert_sensor", dagster_instance=project.instance, dagster_run=run,
+            dagster_event=success.dagster_event))
+    (alert,) = [json.loads(line) for line in alert_file.read_text().splitlines()]
+    assert (alert["kind"], alert["run_id"], alert["partition"]) == ("degraded", outcome.run_id, partition)
+    assert alert["failing_step"] == "candidate_random_forest"
+    assert alert["error"] == ("the run succeeded without 1 part(s): candidate_random_forest: "
+                              "ValueError: max_depth must be >= 1, got -3")
 
 
 def test_below_min_candidates_the_comparison_refuses_and_the_champion_stays(scenario, monkeypatch):
