@@ -45,3 +45,22 @@ def test_score_batch_ranks_and_flags():
     assert out["top_k"].tolist() == [False, True, True]  # ceil(0.34*3) = 2
     assert (out["champion_version"] == 3).all()
     assert out["churn_score"].tolist() == [0.2, 0.7, 0.4]
+
+
+@pytest.mark.parametrize("algorithm", ["logreg", "random_forest", "hist_gb"])
+def test_chunked_scoring_equals_one_predict_proba_call_bit_for_bit(algorithm):
+    """predict_scores overlaps preprocessing and estimation in chunks; the scores must not change at all,
+    chunk boundaries, NaNs, None categories and a category unseen in training included."""
+    from refresh_assets.core import models
+    from refresh_assets.core.scoring import feature_frame, predict_scores
+    from refresh_assets_tests.unit.test_models import make_frame
+
+    train, label = make_frame()
+    numeric, categorical = models.feature_columns(train)
+    pipeline = models.fit_pipeline(models.build_pipeline(algorithm, numeric, categorical, seed=0), train, label)
+    batch, _ = make_frame(seed=3)
+    batch = pd.concat([batch] * 3, ignore_index=True)  # 1,080 rows
+    batch.loc[::29, "platform"] = "web"  # never seen in training
+    whole = np.asarray(pipeline.predict_proba(feature_frame(batch))[:, 1], dtype=np.float64)
+    for chunk_rows in (97, 360, 1079, 5000):
+        assert np.array_equal(predict_scores(pipeline, batch, chunk_rows=chunk_rows), whole), chunk_rows
