@@ -375,7 +375,9 @@ def cmd_demo(args) -> int:
               f"{len(outcome.propagation_runs)})\n", flush=True)
     print(champion_report(False))
     print(f"\noutputs and manifests under {data / 'outputs'}")
-    print(f"browse these runs in the Dagster UI: make ui DATA={os.path.relpath(data)}")
+    relative = os.path.relpath(data)
+    shown = relative if not relative.startswith("..") else os.path.abspath(data)  # inside the repo: short
+    print(f"browse these runs in the Dagster UI: make ui DATA={shown}")
     return 0 if ok else 1
 
 

@@ -31,10 +31,10 @@ def candidate_asset_name(algorithm: str) -> str:
     return f"candidate_{algorithm}"
 
 
-def _training_frame(out_dir):
-    from refresh_assets.core.object_store import read_parquet
+def _training_frame(out_dir, manifest: dict):
+    from refresh_assets.core.object_store import read_output_parquet
 
-    return read_parquet(out_dir / "train.parquet")
+    return read_output_parquet(out_dir, "train.parquet", manifest)
 
 
 def _store_candidate(audit: StepAudit, artifacts: ArtifactStore, tuned, dataset_manifest: dict) -> dg.MaterializeResult:
@@ -126,7 +126,7 @@ def build_candidate_asset(algorithm: str) -> dg.AssetsDefinition:
 
         audit = StepAudit(context, candidate_asset_name(algorithm), config)
         data_dir, data_manifest = read_input(audit, artifacts.store(), DATASET)
-        train = _training_frame(data_dir)
+        train = _training_frame(data_dir, data_manifest)
         numeric, categorical = models.feature_columns(train)
         audit.log(f"tuning {algorithm}: {len(train)} rows, {len(numeric)} numeric + {len(categorical)} "
                   f"categorical features, budget {config.tuning_budget}, {config.cv_splits} time-aware folds")
@@ -181,7 +181,7 @@ def candidate_ensemble(context: dg.AssetExecutionContext, config: TrainingConfig
             continue
         audit.record_input(candidate_asset_name(algorithm), out_dir, manifest)
         bases[algorithm] = load_model(out_dir / MODEL_FILE, manifest["model_sha256"])
-    train = _training_frame(data_dir)
+    train = _training_frame(data_dir, data_manifest)
     numeric, categorical = models.feature_columns(train)
     try:
         if len(bases) < 2:

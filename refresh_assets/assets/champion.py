@@ -26,12 +26,10 @@ def champion_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
                    registry: Registry) -> dg.MaterializeResult:
     audit = StepAudit(context, CHAMPION)
     store = artifacts.store()
-    comparison_dir, _ = read_input(audit, store, COMPARISON)
-    import json
+    comparison_dir, comparison_manifest = read_input(audit, store, COMPARISON)
+    from refresh_assets.core.object_store import as_upath, read_output_json
 
-    from refresh_assets.core.object_store import as_upath
-
-    record = json.loads((comparison_dir / DECISION_FILE).read_text())
+    record = read_output_json(comparison_dir, DECISION_FILE, comparison_manifest)
     models = registry.registry()
     before = models.current_champion()
     compared = record.get("champion_version")

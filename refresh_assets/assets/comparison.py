@@ -30,13 +30,13 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
                      registry: Registry) -> dg.MaterializeResult:
     from refresh_assets.core import evaluate, report
     from refresh_assets.core.artifacts import load_model
-    from refresh_assets.core.object_store import read_parquet
+    from refresh_assets.core.object_store import read_output_parquet
     from refresh_assets.core.scoring import predict_scores
 
     audit = StepAudit(context, COMPARISON, config)
     store = artifacts.store()
     data_dir, data_manifest = read_input(audit, store, DATASET)
-    holdout = read_parquet(data_dir / "holdout.parquet")
+    holdout = read_output_parquet(data_dir, "holdout.parquet", data_manifest)
     y = holdout["label"].to_numpy()
     audit.log(f"holdout: {len(holdout)} rows, label rate {y.mean():.4f}")
 

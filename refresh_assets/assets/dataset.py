@@ -157,14 +157,14 @@ def accept_or_refuse(store, partition_key: str, output_dir, config, log):
 def dataset_under_test(store, partition_key: str, output_dir=None):
     """A committed dataset of a partition as the validation rules read it: (its folder, the frames).
     Without ``output_dir``, the current one."""
-    from refresh_assets.core.object_store import read_parquet
+    from refresh_assets.core.object_store import read_output_parquet
     from refresh_assets.core.validation import DatasetUnderTest
 
     output_dir = store.current(DATASET, partition_key) if output_dir is None else store.locate(output_dir)
     if output_dir is None:
         raise RuntimeError(f"no committed {DATASET} for partition {partition_key} to check")
     manifest = store.read_manifest(output_dir)
-    frames = {name: read_parquet(output_dir / f"{name}.parquet") for name in FRAMES}  # local or object store
+    frames = {name: read_output_parquet(output_dir, f"{name}.parquet", manifest) for name in FRAMES}
     return output_dir, DatasetUnderTest(
         **frames, as_of_date=dt.date.fromisoformat(partition_key),
         rows_after_as_of_date=int(manifest.get("stats", {}).get("rows_after_as_of_date", 0)),

@@ -39,18 +39,19 @@ def champion_training_dir(store, champion):
 def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifacts: ArtifactStore,
                  registry: Registry) -> dg.MaterializeResult:
     from refresh_assets.core import drift
-    from refresh_assets.core.object_store import read_parquet
+    from refresh_assets.core.object_store import read_output_parquet
 
     audit = StepAudit(context, DRIFT, config)
     store = artifacts.store()
-    data_dir, _ = read_input(audit, store, DATASET)
+    data_dir, data_manifest = read_input(audit, store, DATASET)
     champion = registry.registry().current_champion()
     if champion is None:
         raise MissingInputError("no champion yet: there is no training data to compare with")
     reference_dir = champion_training_dir(store, champion)
-    audit.record_input(f"{DATASET}@{champion.partition_key}", reference_dir, store.read_manifest(reference_dir))
-    current = read_parquet(data_dir / "scoring.parquet")
-    reference = read_parquet(reference_dir / "train.parquet")
+    reference_manifest = store.read_manifest(reference_dir)
+    audit.record_input(f"{DATASET}@{champion.partition_key}", reference_dir, reference_manifest)
+    current = read_output_parquet(data_dir, "scoring.parquet", data_manifest)
+    reference = read_output_parquet(reference_dir, "train.parquet", reference_manifest)
     columns = [c for c in current.columns if c not in NON_FEATURES]
     audit.log(f"drift check: {len(current)} scoring rows at {audit.partition_key} vs {len(reference)} training rows "
               f"of champion v{champion.version} ({champion.partition_key}), {len(columns)} columns")

@@ -1,8 +1,6 @@
 """Propagation: test a new champion against the previous one on D's batch, then score D's population."""
 
 
-import json
-
 import dagster as dg
 
 from refresh_assets.assets.champion import CHAMPION
@@ -25,15 +23,15 @@ SCORES = "production_scores"
 )
 def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfig, artifacts: ArtifactStore,
                          registry: Registry) -> dg.MaterializeResult:
-    from refresh_assets.core.object_store import read_parquet
+    from refresh_assets.core.object_store import read_output_json, read_output_parquet
     from refresh_assets.core.scoring import compare_scores, predict_scores
 
     audit = StepAudit(context, SHADOW, config)
     store = artifacts.store()
-    data_dir, _ = read_input(audit, store, DATASET)
-    champ_dir, _ = read_input(audit, store, CHAMPION)
-    champion = json.loads((champ_dir / "champion.json").read_text())
-    batch = read_parquet(data_dir / "scoring.parquet")
+    data_dir, data_manifest = read_input(audit, store, DATASET)
+    champ_dir, champ_manifest = read_input(audit, store, CHAMPION)
+    champion = read_output_json(champ_dir, "champion.json", champ_manifest)
+    batch = read_output_parquet(data_dir, "scoring.parquet", data_manifest)
     models = registry.registry()
     new_scores = predict_scores(models.load_model(champion["version"]), batch)
     previous = champion.get("previous_version")
@@ -67,17 +65,17 @@ def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfi
 )
 def production_scores(context: dg.AssetExecutionContext, config: ScoringConfig, artifacts: ArtifactStore,
                       registry: Registry) -> dg.MaterializeResult:
-    from refresh_assets.core.object_store import read_parquet
+    from refresh_assets.core.object_store import read_output_parquet
     from refresh_assets.core.scoring import score_batch
 
     audit = StepAudit(context, SCORES, config)
     store = artifacts.store()
-    data_dir, _ = read_input(audit, store, DATASET)
+    data_dir, data_manifest = read_input(audit, store, DATASET)
     models = registry.registry()
     champion = models.current_champion()
     if champion is None:
         raise RuntimeError("no champion yet: run refresh_job for a partition first")
-    batch = read_parquet(data_dir / "scoring.parquet")
+    batch = read_output_parquet(data_dir, "scoring.parquet", data_manifest)
     with audit.timed("score"):
         scores = score_batch(models.load_model(champion.version), batch, config.top_k_share, champion.version)
     audit.log(f"scored {len(scores)} players with champion v{champion.version} ({champion.algorithm}); "

@@ -465,6 +465,15 @@ def _uniform_sample(frame: pd.DataFrame, size: int, seed: np.random.SeedSequence
     return frame.take(positions)
 
 
+def _check_overrides_name_columns(settings: DriftSettings, kinds: Mapping[str, str]) -> None:
+    """A per-column method or threshold for a column that is not checked is a typo: say so, do not ignore it."""
+    named = set(settings.per_column_method or {}) | set(settings.per_column_threshold or {})
+    unknown = sorted(named - set(kinds))
+    if unknown:
+        raise ValueError(f"per_column_method / per_column_threshold name column(s) {unknown} that the drift check "
+                         f"does not compare; its columns: {sorted(kinds)}")
+
+
 def check_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -482,6 +491,7 @@ def check_drift(
     """
     started = time.perf_counter()
     kinds = _resolve_columns(reference, current, columns)
+    _check_overrides_name_columns(settings, kinds)
     reference_seed, current_seed = np.random.SeedSequence(settings.seed).spawn(2)
     reference_sample = _uniform_sample(reference, settings.sample_size, reference_seed)
     current_sample = _uniform_sample(current, settings.sample_size, current_seed)

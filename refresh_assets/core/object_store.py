@@ -72,6 +72,42 @@ def read_parquet(path: Any) -> pd.DataFrame:
         return pd.read_parquet(handle)
 
 
+class OutputIntegrityError(OutputStoreError):
+    """A committed output file no longer matches the sha256 its manifest recorded: changed after commit."""
+
+
+def read_output_bytes(output_dir: Any, name: str, manifest: dict[str, Any]) -> bytes:
+    """A committed output's file, after checking it against the sha256 its manifest recorded at commit.
+
+    Every reader of another step's output goes through here: a file edited, truncated or swapped after its
+    commit (by hand, a bad disk, a tool) is refused by name instead of silently feeding a model or a score.
+    """
+    from refresh_assets.core.artifacts import sha256_bytes
+
+    expected = ((manifest.get("files") or {}).get(name) or {}).get("sha256")
+    if expected is None:
+        raise OutputIntegrityError(f"{name} is not listed in the manifest of {output_dir}: refusing to read it")
+    data = (output_dir / name).read_bytes()
+    actual = sha256_bytes(data)
+    if actual != expected:
+        raise OutputIntegrityError(
+            f"{output_dir / name} changed after it was committed (sha256 {actual[:16]}..., manifest says "
+            f"{expected[:16]}...): refusing to read it; re-materialize this output")
+    return data
+
+
+def read_output_parquet(output_dir: Any, name: str, manifest: dict[str, Any]) -> pd.DataFrame:
+    """``read_output_bytes`` parsed as Parquet (one read of the file: hashed, then decoded from memory)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.read_table(pa.BufferReader(read_output_bytes(output_dir, name, manifest))).to_pandas()
+
+
+def read_output_json(output_dir: Any, name: str, manifest: dict[str, Any]) -> Any:
+    return json.loads(read_output_bytes(output_dir, name, manifest).decode("utf-8"))
+
+
 class ObjectOutputStore(OutputStore):
     """``<root>/<asset>/<partition>/<run_id>[-N]/`` with manifest.json, and current.json, on an fsspec URL."""
 

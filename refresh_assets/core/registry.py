@@ -435,7 +435,13 @@ class ModelRegistry:
                 raise NoChampionError(f"registry {self.root} has no champion yet: promote a model first")
         else:
             model_version = self.get(version)
-        return artifacts.load_model(model_version.model_path, expected_sha256=model_version.model_sha256)
+        try:
+            return artifacts.load_model(model_version.model_path, expected_sha256=model_version.model_sha256)
+        except FileNotFoundError as error:
+            raise artifacts.ModelIntegrityError(
+                f"the model file of v{model_version.version} ({model_version.algorithm}) is missing: "
+                f"{model_version.model_path} (sha256 {model_version.model_sha256}); restore that file, or make "
+                f"another version champion with `refresh-assets rollback`") from error
 
     def history(self) -> list[dict[str, Any]]:
         """Champion events joined with their version's algorithm, metrics and dataset, oldest first (JSON-safe)."""

@@ -283,3 +283,30 @@ def test_a_tampered_champion_file_is_refused_by_its_sha256_and_stays_champion(pr
         model_file.write_bytes(original)
     assert state(promoted) == before
     assert promoted.registry().current_champion().version == champion.version
+
+
+@pytest.mark.parametrize("changed", ["one flipped bit", "a truncated file"])
+def test_a_dataset_file_changed_after_its_commit_is_refused_by_every_reader(promoted, changed):
+    """Scoring and drift read D's scoring frame only after its sha256 matches the dataset's manifest."""
+    store = promoted.store()
+    dataset_dir = store.current("training_dataset", D)
+    target = dataset_dir / "scoring.parquet"
+    original = target.read_bytes()
+    before = state(promoted, downstream=(*DOWNSTREAM, "drift_report"))
+    if changed == "one flipped bit":
+        altered = bytearray(original)
+        altered[len(altered) // 2] ^= 0x01
+    else:
+        altered = original[: len(original) - 100]
+    target.write_bytes(bytes(altered))
+    try:
+        result = promoted.defs.resolve_job_def("scoring_job").execute_in_process(
+            instance=promoted.instance, partition_key=D, raise_on_error=False)
+    finally:
+        target.write_bytes(original)
+    assert not result.success
+    failures = sorted(failure_summary(promoted.instance, result.run_id))
+    assert [f.split(":")[0] for f in failures] == ["step drift_report failed", "step production_scores failed"]
+    for failure in failures:
+        assert f"{target} changed after it was committed" in failure and "refusing to read it" in failure
+    assert state(promoted, downstream=(*DOWNSTREAM, "drift_report")) == before

@@ -312,6 +312,10 @@ def test_drift_columns_skips_ids_dates_and_label():
         (lambda r, c: check_drift(r, c.assign(spend_28d=np.nan), ["spend_28d"]), "no non-null values"),
         (lambda r, c: DriftSettings(sample_size=1000), "sample_size"),
         (lambda r, c: DriftSettings(drift_share=0.0), "drift_share"),
+        (lambda r, c: check_drift(r, c, ["minutes_7d"], DriftSettings(per_column_method={"minutes_7": "psi"})),
+         r"name column\(s\) \['minutes_7'\] that the drift check does not compare"),
+        (lambda r, c: check_drift(r, c, ["minutes_7d"], DriftSettings(per_column_threshold={"label": 0.2})),
+         r"\['label'\] that the drift check does not compare; its columns: \['minutes_7d'\]"),
     ],
 )
 def test_bad_inputs_fail_with_a_clear_message(make_call, message):

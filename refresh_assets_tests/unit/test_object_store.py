@@ -178,3 +178,21 @@ def test_an_unpublished_commit_is_uploaded_but_not_current_until_published(bucke
     assert str(store.current("production_scores", "2026-03-02")) == str(pending)
     with pytest.raises(OutputStoreError, match="is not an output of production_scores 2026-03-03"):
         store.publish("production_scores", "2026-03-03", located)
+
+
+def test_a_reader_refuses_an_output_file_changed_after_commit(tmp_path):
+    from refresh_assets.core.object_store import OutputIntegrityError, read_output_json, read_output_parquet
+
+    store = OutputStore(tmp_path)
+    with store.stage("training_dataset", "2026-03-02", "run1") as out:
+        out.write_parquet("scoring.parquet", FRAME)
+        out.write_json("summary.json", {"rows": 3})
+        committed = out.commit({})
+    manifest = store.read_manifest(committed)
+    pd.testing.assert_frame_equal(read_output_parquet(committed, "scoring.parquet", manifest), FRAME)
+    assert read_output_json(committed, "summary.json", manifest) == {"rows": 3}
+    (committed / "summary.json").write_text('{"rows": 4}')
+    with pytest.raises(OutputIntegrityError, match="summary.json changed after it was committed"):
+        read_output_json(committed, "summary.json", manifest)
+    with pytest.raises(OutputIntegrityError, match="other.parquet is not listed in the manifest"):
+        read_output_parquet(committed, "other.parquet", manifest)

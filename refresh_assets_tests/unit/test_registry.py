@@ -148,6 +148,10 @@ def test_tampered_champion_file_is_refused_on_load_and_rollback(reg: ModelRegist
     with pytest.raises(ModelIntegrityError):
         reg.load_model()
 
+    Path(reg.get(2).model_path).unlink()
+    with pytest.raises(ModelIntegrityError, match=r"the model file of v2 \(.*\) is missing: .*refresh-assets rollback"):
+        reg.load_model()
+
 
 def test_failed_insert_leaves_champion_versions_and_files_unchanged(
     reg: ModelRegistry, model_files: dict, monkeypatch: pytest.MonkeyPatch
