@@ -223,9 +223,11 @@ def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
     if not features:
         raise DatasetContractError("query output has no feature columns besides entity_id, as_of_date, label")
     for column in features:
-        values = frame[column].dropna()
-        if frame[column].dtype.kind == "O" and len(values) and not isinstance(values.iloc[0], (str, bytes)):
-            kind = type(values.iloc[0]).__name__
+        if frame[column].dtype.kind != "O":  # numbers, dates, categories: no nested values (and no copy)
+            continue
+        first = _first_value(frame[column])
+        if first is not None and not isinstance(first, (str, bytes)):
+            kind = type(first).__name__
             if kind in ("ndarray", "list", "dict", "tuple"):
                 raise DatasetContractError(
                     f"feature '{column}' holds {kind} values (a nested SQL type): a feature must be a number or text"
@@ -236,6 +238,16 @@ def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
     except (ValueError, TypeError) as exc:
         raise DatasetContractError(f"query output column 'as_of_date' is not a date: {exc}") from exc
     return frame
+
+
+def _first_value(column: pd.Series, chunk: int = 4096):
+    """The first non-null value of a column, or None; reads chunk by chunk (it is nearly always in the first)."""
+    for start in range(0, len(column), chunk):
+        part = column.iloc[start:start + chunk]
+        present = part.notna().to_numpy()
+        if present.any():
+            return part.iloc[int(present.argmax())]
+    return None
 
 
 def _clean_labels(frame: pd.DataFrame) -> pd.DataFrame:
@@ -290,18 +302,29 @@ def build_dataset(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, query_path:
 def split_dataset(rows: pd.DataFrame, spec: DatasetSpec, plan: SnapshotPlan, query_sha: str,
                   log=None) -> DatasetFrames:
     """Split checked query rows by snapshot date into the training, holdout and scoring frames."""
-    dates = rows["as_of_date"].dt.date
-    train = _clean_labels(rows[dates.isin(plan.train_dates)].reset_index(drop=True))
-    holdout = _clean_labels(rows[dates.isin(plan.holdout_dates)].reset_index(drop=True))
-    scoring = rows[dates == plan.scoring_date].drop(columns=[LABEL_COLUMN]).reset_index(drop=True)
+    import numpy as np
+    import pandas as pd
+
+    train_dates, holdout_dates, all_dates = set(plan.train_dates), set(plan.holdout_dates), set(plan.all_dates())
+    # The calendar day of every row, judged once per distinct value (a dataset has a few snapshot dates, and
+    # ``.dt.date`` would make a Python date object per row); code -1 (NaT) selects the trailing False.
+    codes, uniques = pd.factorize(rows["as_of_date"])
+    days = list(pd.DatetimeIndex(uniques).date)
+
+    def rows_on(keep) -> np.ndarray:
+        return np.array([keep(day) for day in days] + [False], dtype=bool)[codes]
+
+    train = _clean_labels(rows[rows_on(train_dates.__contains__)].reset_index(drop=True))
+    holdout = _clean_labels(rows[rows_on(holdout_dates.__contains__)].reset_index(drop=True))
+    scoring = rows[rows_on(lambda day: day == plan.scoring_date)].drop(columns=[LABEL_COLUMN]).reset_index(drop=True)
     stats = {
         "train": _describe(train, True),
         "holdout": _describe(holdout, True),
         "scoring": _describe(scoring, False),
         # rows the split drops: dated after D (the query peeked ahead; a blocking check refuses them) or
         # on a day that is no snapshot of the plan
-        "rows_after_as_of_date": int((dates > spec.as_of_date).sum()),
-        "rows_off_plan": int((~dates.isin(plan.all_dates())).sum()),
+        "rows_after_as_of_date": int(rows_on(lambda day: day > spec.as_of_date).sum()),
+        "rows_off_plan": int(len(rows) - rows_on(all_dates.__contains__).sum()),
     }
     if log:
         log(f"rows: train {stats['train']['rows']} (label rate {stats['train']['label_rate']}), "
