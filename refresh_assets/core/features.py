@@ -202,8 +202,57 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, as_of_date: dt.date,
         "snapshot_dates": list(snapshot_dates),
         "label_horizon_days": int(label_horizon_days),
     }
-    frame = con.execute(sql, params).df()
-    return check_contract(frame)
+    return check_contract(fetch_frame(con, sql, params))
+
+
+#: DuckDB result types ``fetch_frame`` converts itself, column for column as ``.df()`` would (same dtypes, same
+#: values): integers as numpy ints, or pandas' nullable Int* when the column holds a NULL; floats with NaN for NULL;
+#: DATE as datetime64[us]; HUGEINT (DuckDB's ``sum`` of integers, exported to Arrow as decimal128(38, 0)) as float64;
+#: VARCHAR as object. ``refresh_assets_tests/unit/test_features.py`` holds the two equal.
+_ARROW_TYPES = {"BIGINT": "int64", "INTEGER": "int32", "SMALLINT": "int16", "TINYINT": "int8", "DOUBLE": "double",
+                "FLOAT": "float", "DATE": "date32[day]", "HUGEINT": "decimal128(38, 0)", "VARCHAR": "string"}
+
+
+def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.DataFrame:
+    """The query's result as a pandas frame, equal to ``con.execute(sql, params).df()`` but faster on the usual types.
+
+    ``.df()`` makes one Python string per row of a text column (0.16 s for three text columns at 633k rows) and
+    converts on one thread; Arrow keeps each distinct string once, and numbers convert without a copy. Results
+    with any other type (or duplicate column names) take ``.df()``.
+    """
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cursor = con.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    types = [str(d[1]) for d in cursor.description]
+    if len(set(names)) < len(names) or not all(t in _ARROW_TYPES for t in types):
+        return cursor.df()
+    with warnings.catch_warnings():  # "Arrow output on a DB-API result makes an extra copy": a cheap one here
+        warnings.simplefilter("ignore")
+        table = cursor.to_arrow_table()
+    if [str(f.type) for f in table.schema] != [_ARROW_TYPES[t] for t in types]:  # other Arrow export settings
+        return con.execute(sql, params).df()
+    columns = {}
+    for name, kind, column in zip(names, types, table.columns):
+        if kind == "VARCHAR":
+            encoded = pc.dictionary_encode(column.combine_chunks())
+            words = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)  # None: what .df() gives NULL
+            columns[name] = words[encoded.indices.fill_null(len(words) - 1).to_numpy(zero_copy_only=False)]
+        elif kind == "DATE":
+            columns[name] = column.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+        elif kind == "HUGEINT":
+            columns[name] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        elif kind in ("DOUBLE", "FLOAT") or column.null_count == 0:
+            columns[name] = column.to_numpy(zero_copy_only=False)
+        else:  # an integer column with NULLs: pandas' nullable integer of the same width
+            columns[name] = pd.arrays.IntegerArray(column.fill_null(0).to_numpy(zero_copy_only=False),
+                                                   column.is_null().to_numpy(zero_copy_only=False))
+    return pd.DataFrame(columns, columns=names)
 
 
 def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
