@@ -202,7 +202,7 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, as_of_date: dt.date,
         "snapshot_dates": list(snapshot_dates),
         "label_horizon_days": int(label_horizon_days),
     }
-    return check_contract(fetch_frame(con, sql, params))
+    return check_contract(fetch_frame(con, sql, params), copy=False)
 
 
 #: DuckDB result types ``fetch_frame`` converts itself, column for column as ``.df()`` would (same dtypes, same
@@ -255,8 +255,11 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.Da
     return pd.DataFrame(columns, columns=names)
 
 
-def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
+def check_contract(frame: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
     """Refuse a query result the step cannot even split: no entity_id / as_of_date / label, or no feature.
+
+    Returns the frame with ``as_of_date`` as normalised datetimes: a copy, or ``frame`` itself changed in place
+    when ``copy`` is false (for a frame nobody else holds, like a fresh query result).
 
     What the rows hold (label values, duplicate keys, NULL rates, dates after D, ...) is judged by the
     blocking asset checks on the stored dataset (``core/validation.py``), one place per rule.
@@ -272,7 +275,7 @@ def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
     if not features:
         raise DatasetContractError("query output has no feature columns besides entity_id, as_of_date, label")
     for column in features:
-        if frame[column].dtype.kind != "O":  # numbers, dates, categories: no nested values (and no copy)
+        if frame[column].dtype.kind != "O":  # numbers and dates: no nested values (and no copy of them)
             continue
         first = _first_value(frame[column])
         if first is not None and not isinstance(first, (str, bytes)):
@@ -281,7 +284,8 @@ def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
                 raise DatasetContractError(
                     f"feature '{column}' holds {kind} values (a nested SQL type): a feature must be a number or text"
                 )
-    frame = frame.copy()
+    if copy:
+        frame = frame.copy()
     try:
         frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.normalize()
     except (ValueError, TypeError) as exc:
