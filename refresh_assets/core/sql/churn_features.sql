@@ -13,9 +13,11 @@ WITH snapshots AS (
     SELECT CAST(unnest($snapshot_dates) AS DATE) AS snapshot_date
 ),
 recent AS (
+    -- session counts summed as DOUBLE: exact for whole numbers below 2^53, and the float64 column the HUGEINT of
+    -- an integer sum became anyway, without 128-bit accumulators in the widest aggregation of the query
     SELECT s.player_id, n.snapshot_date,
-           sum(s.sessions) FILTER (WHERE s.session_date > n.snapshot_date - 7)  AS sessions_7d,
-           sum(s.sessions)                                                       AS sessions_28d,
+           sum(CAST(s.sessions AS DOUBLE)) FILTER (WHERE s.session_date > n.snapshot_date - 7) AS sessions_7d,
+           sum(CAST(s.sessions AS DOUBLE))                                       AS sessions_28d,
            sum(s.minutes) FILTER (WHERE s.session_date > n.snapshot_date - 7)   AS minutes_7d,
            sum(s.minutes)                                                        AS minutes_28d,
            count(*) FILTER (WHERE s.session_date > n.snapshot_date - 7)         AS active_days_7d,
