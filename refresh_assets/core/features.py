@@ -202,12 +202,64 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, as_of_date: dt.date,
         "snapshot_dates": list(snapshot_dates),
         "label_horizon_days": int(label_horizon_days),
     }
-    frame = con.execute(sql, params).df()
-    return check_contract(frame)
+    return check_contract(fetch_frame(con, sql, params), copy=False)
 
 
-def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
+#: DuckDB result types ``fetch_frame`` converts itself, column for column as ``.df()`` would (same dtypes, same
+#: values): integers as numpy ints, or pandas' nullable Int* when the column holds a NULL; floats with NaN for NULL;
+#: DATE as datetime64[us]; HUGEINT (DuckDB's ``sum`` of integers, exported to Arrow as decimal128(38, 0)) as float64;
+#: VARCHAR as object. ``refresh_assets_tests/unit/test_features.py`` holds the two equal.
+_ARROW_TYPES = {"BIGINT": "int64", "INTEGER": "int32", "SMALLINT": "int16", "TINYINT": "int8", "DOUBLE": "double",
+                "FLOAT": "float", "DATE": "date32[day]", "HUGEINT": "decimal128(38, 0)", "VARCHAR": "string"}
+
+
+def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.DataFrame:
+    """The query's result as a pandas frame, equal to ``con.execute(sql, params).df()`` but faster on the usual types.
+
+    ``.df()`` makes one Python string per row of a text column (0.16 s for three text columns at 633k rows); here
+    each distinct string is made once and numbers come from Arrow buffers. Results with any other type (or
+    duplicate column names) take ``.df()``.
+    """
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cursor = con.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    types = [str(d[1]) for d in cursor.description]
+    if len(set(names)) < len(names) or not all(t in _ARROW_TYPES for t in types):
+        return cursor.df()
+    with warnings.catch_warnings():  # "Arrow output on a DB-API result makes an extra copy": a cheap one here
+        warnings.simplefilter("ignore")
+        table = cursor.to_arrow_table()
+    if [str(f.type) for f in table.schema] != [_ARROW_TYPES[t] for t in types]:  # other Arrow export settings
+        return con.execute(sql, params).df()
+    columns = {}
+    for name, kind, column in zip(names, types, table.columns):
+        if kind == "VARCHAR":
+            encoded = pc.dictionary_encode(column.combine_chunks())
+            words = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)  # None: what .df() gives NULL
+            columns[name] = words[encoded.indices.fill_null(len(words) - 1).to_numpy(zero_copy_only=False)]
+        elif kind == "DATE":
+            columns[name] = column.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+        elif kind == "HUGEINT":
+            columns[name] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        elif kind in ("DOUBLE", "FLOAT") or column.null_count == 0:
+            columns[name] = column.to_numpy(zero_copy_only=False)
+        else:  # an integer column with NULLs: pandas' nullable integer of the same width
+            columns[name] = pd.arrays.IntegerArray(column.fill_null(0).to_numpy(zero_copy_only=False),
+                                                   column.is_null().to_numpy(zero_copy_only=False))
+    return pd.DataFrame(columns, columns=names)
+
+
+def check_contract(frame: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
     """Refuse a query result the step cannot even split: no entity_id / as_of_date / label, or no feature.
+
+    Returns the frame with ``as_of_date`` as normalised datetimes: a copy, or ``frame`` itself changed in place
+    when ``copy`` is false (for a frame nobody else holds, like a fresh query result).
 
     What the rows hold (label values, duplicate keys, NULL rates, dates after D, ...) is judged by the
     blocking asset checks on the stored dataset (``core/validation.py``), one place per rule.
@@ -223,19 +275,32 @@ def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
     if not features:
         raise DatasetContractError("query output has no feature columns besides entity_id, as_of_date, label")
     for column in features:
-        values = frame[column].dropna()
-        if frame[column].dtype.kind == "O" and len(values) and not isinstance(values.iloc[0], (str, bytes)):
-            kind = type(values.iloc[0]).__name__
+        if frame[column].dtype.kind != "O":  # numbers and dates: no nested values (and no copy of them)
+            continue
+        first = _first_value(frame[column])
+        if first is not None and not isinstance(first, (str, bytes)):
+            kind = type(first).__name__
             if kind in ("ndarray", "list", "dict", "tuple"):
                 raise DatasetContractError(
                     f"feature '{column}' holds {kind} values (a nested SQL type): a feature must be a number or text"
                 )
-    frame = frame.copy()
+    if copy:
+        frame = frame.copy()
     try:
         frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.normalize()
     except (ValueError, TypeError) as exc:
         raise DatasetContractError(f"query output column 'as_of_date' is not a date: {exc}") from exc
     return frame
+
+
+def _first_value(column: pd.Series, chunk: int = 4096):
+    """The first non-null value of a column, or None; reads chunk by chunk (it is nearly always in the first)."""
+    for start in range(0, len(column), chunk):
+        part = column.iloc[start:start + chunk]
+        present = part.notna().to_numpy()
+        if present.any():
+            return part.iloc[int(present.argmax())]
+    return None
 
 
 def _clean_labels(frame: pd.DataFrame) -> pd.DataFrame:
@@ -290,18 +355,29 @@ def build_dataset(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, query_path:
 def split_dataset(rows: pd.DataFrame, spec: DatasetSpec, plan: SnapshotPlan, query_sha: str,
                   log=None) -> DatasetFrames:
     """Split checked query rows by snapshot date into the training, holdout and scoring frames."""
-    dates = rows["as_of_date"].dt.date
-    train = _clean_labels(rows[dates.isin(plan.train_dates)].reset_index(drop=True))
-    holdout = _clean_labels(rows[dates.isin(plan.holdout_dates)].reset_index(drop=True))
-    scoring = rows[dates == plan.scoring_date].drop(columns=[LABEL_COLUMN]).reset_index(drop=True)
+    import numpy as np
+    import pandas as pd
+
+    train_dates, holdout_dates, all_dates = set(plan.train_dates), set(plan.holdout_dates), set(plan.all_dates())
+    # The calendar day of every row, judged once per distinct value (a dataset has a few snapshot dates, and
+    # ``.dt.date`` would make a Python date object per row); code -1 (NaT) selects the trailing False.
+    codes, uniques = pd.factorize(rows["as_of_date"])
+    days = list(pd.DatetimeIndex(uniques).date)
+
+    def rows_on(keep) -> np.ndarray:
+        return np.array([keep(day) for day in days] + [False], dtype=bool)[codes]
+
+    train = _clean_labels(rows[rows_on(train_dates.__contains__)].reset_index(drop=True))
+    holdout = _clean_labels(rows[rows_on(holdout_dates.__contains__)].reset_index(drop=True))
+    scoring = rows[rows_on(lambda day: day == plan.scoring_date)].drop(columns=[LABEL_COLUMN]).reset_index(drop=True)
     stats = {
         "train": _describe(train, True),
         "holdout": _describe(holdout, True),
         "scoring": _describe(scoring, False),
         # rows the split drops: dated after D (the query peeked ahead; a blocking check refuses them) or
         # on a day that is no snapshot of the plan
-        "rows_after_as_of_date": int((dates > spec.as_of_date).sum()),
-        "rows_off_plan": int((~dates.isin(plan.all_dates())).sum()),
+        "rows_after_as_of_date": int(rows_on(lambda day: day > spec.as_of_date).sum()),
+        "rows_off_plan": int(len(rows) - rows_on(all_dates.__contains__).sum()),
     }
     if log:
         log(f"rows: train {stats['train']['rows']} (label rate {stats['train']['label_rate']}), "

@@ -170,3 +170,37 @@ def test_transient_errors_are_told_apart_from_sql_errors(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     holder.close()
     assert out.strip() == "True"
+
+
+@pytest.mark.parametrize("where", ["", "WHERE false"])
+def test_fetch_frame_equals_duckdb_df(where):
+    """The Arrow fetch gives the frame ``.df()`` gives: dtypes (NULL or not) and values, text, dates, sums."""
+    from refresh_assets.core.features import fetch_frame
+
+    c = duckdb.connect()
+    sql = f"""
+        SELECT i::BIGINT AS big, i::INTEGER AS int, i::SMALLINT AS small, (i % 100)::TINYINT AS tiny,
+               CASE WHEN i % 3 = 0 THEN NULL ELSE i END::BIGINT AS big_null,
+               CASE WHEN i % 3 = 0 THEN NULL ELSE i END::INTEGER AS int_null,
+               CASE WHEN i % 3 = 0 THEN NULL ELSE i END::SMALLINT AS small_null,
+               CASE WHEN i % 3 = 0 THEN NULL ELSE i % 100 END::TINYINT AS tiny_null,
+               i / 7 AS dbl, CASE WHEN i % 4 = 0 THEN NULL ELSE i / 3 END AS dbl_null, (i / 3)::FLOAT AS flt,
+               DATE '2026-01-01' + i::INTEGER AS day,
+               CASE WHEN i % 5 = 0 THEN NULL ELSE DATE '1970-01-01' - i::INTEGER END AS day_null,
+               sum(i::INTEGER) OVER (ORDER BY i) AS hugeint_sum,
+               CASE WHEN i % 2 = 0 THEN NULL ELSE sum(i::INTEGER) OVER (ORDER BY i) END AS hugeint_null,
+               ['ios', 'android', 'web'][i % 3 + 1] AS text,
+               CASE WHEN i % 6 = 0 THEN NULL ELSE 'c' || (i % 4) END AS text_null,
+               'é ' || i AS text_unique
+        FROM range(5000) AS r(i) {where}
+        ORDER BY i
+    """
+    expected = c.execute(sql).df()
+    got = fetch_frame(c, sql, {})
+    assert list(got.dtypes) == list(expected.dtypes)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    if not where:
+        assert got["text_null"].isna().sum() > 0 and got["int_null"].dtype == "Int32"
+    # a type it does not convert itself (BOOLEAN, a list) and duplicate names go through .df()
+    for other in ("SELECT i % 2 = 0 AS flag, [i] AS xs FROM range(10) AS r(i)", "SELECT 1 AS a, 2 AS a"):
+        pd.testing.assert_frame_equal(fetch_frame(c, other, {}), c.execute(other).df())

@@ -13,9 +13,11 @@ WITH snapshots AS (
     SELECT CAST(unnest($snapshot_dates) AS DATE) AS snapshot_date
 ),
 recent AS (
+    -- session counts summed as DOUBLE: exact for whole numbers below 2^53, and the float64 column the HUGEINT of
+    -- an integer sum became anyway, without 128-bit accumulators in the widest aggregation of the query
     SELECT s.player_id, n.snapshot_date,
-           sum(s.sessions) FILTER (WHERE s.session_date > n.snapshot_date - 7)  AS sessions_7d,
-           sum(s.sessions)                                                       AS sessions_28d,
+           sum(CAST(s.sessions AS DOUBLE)) FILTER (WHERE s.session_date > n.snapshot_date - 7) AS sessions_7d,
+           sum(CAST(s.sessions AS DOUBLE))                                       AS sessions_28d,
            sum(s.minutes) FILTER (WHERE s.session_date > n.snapshot_date - 7)   AS minutes_7d,
            sum(s.minutes)                                                        AS minutes_28d,
            count(*) FILTER (WHERE s.session_date > n.snapshot_date - 7)         AS active_days_7d,
@@ -29,25 +31,40 @@ recent AS (
     WHERE s.session_date <= $as_of_date
     GROUP BY s.player_id, n.snapshot_date
 ),
+-- Purchases older than every 28-day window (on or before the first snapshot - 28) count only towards
+-- spend_total and last_purchase_date, in every snapshot alike: one summary row per player stands for them,
+-- dated on its last such purchase, so the join below sees a few rows per player instead of the whole history.
+purchase_rows AS (
+    SELECT p.player_id, max(p.purchase_date) AS purchase_date, sum(p.amount) AS amount
+    FROM purchases AS p
+    WHERE p.purchase_date <= $as_of_date
+      AND p.purchase_date <= (SELECT min(snapshot_date) FROM snapshots) - 28
+    GROUP BY p.player_id
+    UNION ALL
+    SELECT p.player_id, p.purchase_date, p.amount
+    FROM purchases AS p
+    WHERE p.purchase_date <= $as_of_date
+      AND p.purchase_date > (SELECT min(snapshot_date) FROM snapshots) - 28
+),
 spend AS (
     SELECT p.player_id, n.snapshot_date,
            count(*) FILTER (WHERE p.purchase_date > n.snapshot_date - 28)        AS purchases_28d,
            coalesce(sum(p.amount) FILTER (WHERE p.purchase_date > n.snapshot_date - 28), 0) AS spend_28d,
            sum(p.amount)                                                          AS spend_total,
            max(p.purchase_date)                                                   AS last_purchase_date
-    FROM purchases AS p
+    FROM purchase_rows AS p
     JOIN snapshots AS n ON p.purchase_date <= n.snapshot_date
-    WHERE p.purchase_date <= $as_of_date
     GROUP BY p.player_id, n.snapshot_date
 ),
 future AS (
-    SELECT s.player_id, n.snapshot_date, count(*) AS future_active_days
+    -- the (player, t) pairs with a session in (t, t + horizon]: a set, probed by the label below (a mark join
+    -- on two narrow columns, cheaper than joining a count per pair onto the wide feature rows)
+    SELECT DISTINCT s.player_id, n.snapshot_date
     FROM sessions AS s
     JOIN snapshots AS n
       ON s.session_date > n.snapshot_date
      AND s.session_date <= n.snapshot_date + $label_horizon_days
-    WHERE s.session_date <= $as_of_date
-    GROUP BY s.player_id, n.snapshot_date
+    WHERE s.session_date <= $as_of_date AND s.player_id IS NOT NULL  -- NOT IN below: no NULL in the set
 )
 SELECT
     r.player_id                                             AS entity_id,
@@ -72,11 +89,10 @@ SELECT
     date_diff('day', sp.last_purchase_date, r.snapshot_date) AS days_since_last_purchase,
     CASE
         WHEN r.snapshot_date + $label_horizon_days > $as_of_date THEN NULL
-        WHEN coalesce(f.future_active_days, 0) = 0 THEN 1
+        WHEN (r.player_id, r.snapshot_date) NOT IN (SELECT (player_id, snapshot_date) FROM future) THEN 1
         ELSE 0
     END                                                     AS label
 FROM recent AS r
 JOIN players AS pl ON pl.player_id = r.player_id AND pl.install_date <= r.snapshot_date
 LEFT JOIN spend  AS sp ON sp.player_id = r.player_id AND sp.snapshot_date = r.snapshot_date
-LEFT JOIN future AS f  ON f.player_id  = r.player_id AND f.snapshot_date  = r.snapshot_date
 ORDER BY as_of_date, entity_id
