@@ -38,7 +38,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "drift_rows": 50_000, "drift_repeats": 2,
         "load_repeats": 3,
         "scoring_rows": 100_000, "scoring_repeats": 2, "scoring_players": 1_500,
-        "backfill_players": 600, "backfill_partitions": 6,
+        "backfill_players": 600, "backfill_partitions": 4,
         "sensor_history": 300, "sensor_baseline": 10, "sensor_repeats": 5,
     },
     "tiny": {
