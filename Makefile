@@ -36,7 +36,7 @@ test: install browser
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" refresh_assets_tests
 
-# Benchmarks (not tests): data/bench/results.json + docs/BENCHMARKS.md (full sizes, ~1 h on 2 cores), or a
+# Benchmarks (not tests): data/bench/results.json + docs/BENCHMARKS.md (full sizes, ~25 min on 2 cores), or a
 # quick sanity run of every benchmark on small sizes (data/bench/results.json + data/bench/BENCHMARKS-quick.md).
 bench: install
 	$(BIN)/python -m refresh_assets_tests.benchmarks.suite --size full

@@ -11,6 +11,7 @@ The cold tick (no cursor: the first evaluation ever, reading a full batch) is re
 from __future__ import annotations
 
 import datetime as dt
+import os
 import statistics
 import tempfile
 import time
@@ -56,21 +57,33 @@ def _tick_seconds(instance: dg.DagsterInstance, cursor: str | None) -> tuple[flo
     return seconds, len(result.run_requests or [])
 
 
-def _measure(history: int, repeats: int) -> dict:
+def _measure(histories: tuple[int, int], repeats: int) -> dict[int, dict]:
+    """Ticks on the two instances in alternation (small, large, small, large, ...): machine noise then hits
+    both histories alike instead of one block of measurements."""
     with tempfile.TemporaryDirectory(prefix="bench_sensor_") as root:
-        instance, cursor = _populated_instance(root, history)
-        _tick_seconds(instance, cursor)  # first call: imports, SQLite page cache
-        steady = [_tick_seconds(instance, cursor) for _ in range(repeats)]
-        cold = [_tick_seconds(instance, None) for _ in range(max(1, repeats // 2))]
-        instance.dispose()
-    assert all(n == 1 for _, n in steady), "the steady tick must request exactly one refresh"
-    return {"steady": [s for s, _ in steady], "cold": [s for s, _ in cold]}
+        for h in histories:
+            os.mkdir(os.path.join(root, str(h)))
+        instances = {h: _populated_instance(os.path.join(root, str(h)), h) for h in histories}
+        for instance, cursor in instances.values():
+            _tick_seconds(instance, cursor)  # first call: imports, SQLite page cache
+        steady = {h: [] for h in histories}
+        cold = {h: [] for h in histories}
+        for i in range(repeats):
+            for h in (histories if i % 2 == 0 else histories[::-1]):
+                instance, cursor = instances[h]
+                steady[h].append(_tick_seconds(instance, cursor))
+                if i % 2 == 0:
+                    cold[h].append(_tick_seconds(instance, None)[0])
+        for instance, _ in instances.values():
+            instance.dispose()
+    assert all(n == 1 for ticks in steady.values() for _, n in ticks), "the steady tick must request one refresh"
+    return {h: {"steady": [s for s, _ in steady[h]], "cold": cold[h]} for h in histories}
 
 
 def run(size: dict) -> list[Row]:
     small, large, repeats = size["sensor_baseline"], size["sensor_history"], size["sensor_repeats"]
-    base = _measure(small, repeats)
-    big = _measure(large, repeats)
+    measured = _measure((small, large), repeats)
+    base, big = measured[small], measured[large]
     runs = [{"history": large, "steady_seconds": b, "baseline_history": small, "baseline_steady_seconds": s}
             for b, s in zip(big["steady"], base["steady"])]
     value = statistics.median(big["steady"])

@@ -1,0 +1,141 @@
+"""The weekly schedule, fired by the real daemon, and a GraphQL launch refresh the same partition at once.
+
+A webserver and daemon on a PostgreSQL database of their own, the schedule's cron set to every minute
+(REFRESH_ASSETS_REFRESH_CRON) and the warehouse simulated up to yesterday, so that the schedule's request (the
+latest complete partition) has data. The test launches a refresh of yesterday over GraphQL, then turns the
+schedule on: the daemon's next tick submits its own refresh of the same partition. Both wait in the same run
+queue (``refresh_assets/kind=refresh``, dagster.yaml), so one runs and the other waits until it has ended;
+both succeed, and the registry never holds two champions or the same model twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+
+import dagster as dg
+import pytest
+
+from refresh_assets import trigger
+from refresh_assets_tests.integration.dagster_processes import (
+    REPO,
+    dagster_processes,
+    post_graphql,
+    project_env,
+    wait_for,
+)
+from refresh_assets_tests.integration.test_postgres_ops import (  # noqa: F401 (pg_database is a fixture)
+    LIGHT_RUN_CONFIG,
+    PG,
+    pg_database,
+)
+
+pytestmark = pytest.mark.integration
+
+HOST = "127.0.0.1"
+SCHEDULE = "weekly_refresh_schedule"
+START_SCHEDULE = """
+mutation Start($selector: ScheduleSelector!) {
+  startSchedule(scheduleSelector: $selector) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { id status } }
+    ... on PythonError { message }
+  }
+}"""
+STOP_SCHEDULE = """
+mutation Stop($id: String!) {
+  stopRunningSchedule(id: $id) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def _yesterday() -> dt.date:
+    """The partition the schedule requests: yesterday (UTC). Not within 3 minutes of midnight, when the
+    launch and the schedule's tick could fall on different days."""
+    now = dt.datetime.now(dt.timezone.utc)
+    midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    if (midnight - now).total_seconds() < 180:
+        time.sleep((midnight - now).total_seconds() + 5)
+    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, pg_database):
+    from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
+
+    yesterday = _yesterday()
+    root = tmp_path_factory.mktemp("schedule_race")
+    warehouse = root / "raw.duckdb"
+    simulate_to_duckdb(SimulationConfig(n_players=1200, days=119, start_date=yesterday - dt.timedelta(days=118),
+                                        seed=5), warehouse)
+    home, data = root / "home", root / "data"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")  # the production instance, unchanged
+    env = project_env(home, data, warehouse, **PG, REFRESH_ASSETS_PG_DB=pg_database,
+                      REFRESH_ASSETS_REFRESH_CRON="* * * * *")
+    with pytest.MonkeyPatch.context() as mp:
+        for key in (*PG, "REFRESH_ASSETS_PG_DB", "REFRESH_ASSETS_COMPUTE_LOG_DIR"):
+            mp.setenv(key, env[key])
+        with dg.DagsterInstance.from_config(str(home)) as instance, \
+                dagster_processes(env, root / "logs") as port:
+            yield port, instance, data, yesterday.isoformat()
+            try:  # a promotion chains a propagation run: let every run end before the processes stop
+                wait_for(lambda: all(r.status.value in trigger.TERMINAL_STATUSES for r in instance.get_runs()),
+                         timeout=300, interval=2, what="every run to end")
+            finally:
+                for run in instance.get_runs():
+                    if run.status.value not in trigger.TERMINAL_STATUSES:
+                        trigger.cancel(HOST, port, run.run_id)
+    print(f"\nprocess logs: {root / 'logs'}")
+
+
+def test_a_scheduled_and_a_graphql_refresh_of_one_partition_run_one_after_the_other(live):
+    from refresh_assets.core.registry import ModelRegistry
+
+    port, instance, data, partition = live
+    # this refresh is queued (or running) when the schedule's tick comes
+    launched = trigger.launch(HOST, port, "refresh_job", partition, LIGHT_RUN_CONFIG, {"requested_by": "test"})
+    selector = {"repositoryLocationName": "refresh_assets", "repositoryName": "__repository__",
+                "scheduleName": SCHEDULE}
+    started = post_graphql(port, START_SCHEDULE, {"selector": selector})["data"]["startSchedule"]
+    assert started["__typename"] == "ScheduleStateResult", started
+    try:
+        scheduled_run = wait_for(
+            lambda: [r.run_id for r in instance.get_runs(dg.RunsFilter(tags={"dagster/schedule_name": SCHEDULE}))],
+            timeout=150, interval=2, what="the daemon's schedule tick to submit a refresh")
+    finally:
+        stopped = post_graphql(port, STOP_SCHEDULE, {"id": started["scheduleState"]["id"]})
+        assert stopped["data"]["stopRunningSchedule"]["scheduleState"]["status"] == "STOPPED", stopped
+    (scheduled,) = scheduled_run
+    assert instance.get_run_by_id(scheduled).tags["dagster/partition"] == partition
+
+    assert trigger.wait(HOST, port, launched, timeout=600, poll=1.0) == "SUCCESS"
+    assert trigger.wait(HOST, port, scheduled, timeout=600, poll=1.0) == "SUCCESS"
+    stats = {run_id: instance.get_run_stats(run_id) for run_id in (launched, scheduled)}
+    first, second = sorted(stats, key=lambda run_id: stats[run_id].start_time)
+    # one ran, the other waited in the queue: it left the queue only after the first had ended
+    assert stats[second].launch_time >= stats[first].end_time
+    assert stats[second].start_time >= stats[first].end_time
+    print(f"\nrefreshes of {partition}: {first[:8]} {stats[first].end_time - stats[first].start_time:.0f}s, then "
+          f"{second[:8]} started {stats[second].start_time - stats[first].end_time:.1f}s after it ended")
+
+    registry = ModelRegistry(data / "registry")
+    versions = registry.versions()
+    assert len({v.model_sha256 for v in versions}) == len(versions)  # no model registered twice
+    promotions = [e for e in registry.events() if e.action == "promote"]
+    assert promotions[0].run_id == first and promotions[0].version == 1  # the first found no champion
+    assert [e.run_id for e in promotions[1:]] in ([], [second])
+    assert registry.current_champion().version == promotions[-1].version
+    # the second compared its candidates with the champion the first left, not with a stale "no champion"
+    from refresh_assets.core.artifacts import OutputStore
+    from refresh_assets.core.object_store import read_output_json
+
+    store = OutputStore(data / "outputs")
+    (comparison,) = [d for d in store.list_outputs("model_comparison", partition)
+                     if store.read_manifest(d)["run_id"] == second]
+    decision = read_output_json(comparison, "decision.json", store.read_manifest(comparison))
+    assert decision["champion_version"] == 1, decision.get("champion_version")
