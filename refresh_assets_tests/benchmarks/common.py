@@ -33,12 +33,12 @@ SIZES: dict[str, dict[str, Any]] = {
         "sensor_history": 1_000, "sensor_baseline": 10, "sensor_repeats": 20,
     },
     "quick": {
-        "refresh_players": 1_200, "refresh_repeats": 1, "refresh_budget": 1,
+        "refresh_players": 600, "refresh_repeats": 1, "refresh_budget": 1,
         "dataset_players": 20_000, "dataset_repeats": 2,
         "drift_rows": 50_000, "drift_repeats": 2,
         "load_repeats": 3,
         "scoring_rows": 100_000, "scoring_repeats": 2, "scoring_players": 1_500,
-        "backfill_players": 600, "backfill_partitions": 4,
+        "backfill_players": 400, "backfill_partitions": 4,
         "sensor_history": 300, "sensor_baseline": 10, "sensor_repeats": 5,
     },
     "tiny": {
