@@ -204,3 +204,72 @@ def test_fetch_frame_equals_duckdb_df(where):
     # a type it does not convert itself (BOOLEAN, a list) and duplicate names go through .df()
     for other in ("SELECT i % 2 = 0 AS flag, [i] AS xs FROM range(10) AS r(i)", "SELECT 1 AS a, 2 AS a"):
         pd.testing.assert_frame_equal(fetch_frame(c, other, {}), c.execute(other).df())
+
+
+def test_purchases_before_every_window_still_count_towards_spend_total(con):
+    """Purchases older than every 28-day window are summed per player apart; spend_total and the last purchase
+    date must come out as if they were in the window join."""
+    con.executemany("INSERT INTO purchases VALUES (?, ?, ?)", [
+        (2, D(2025, 10, 1), 2.5),    # both long before the first window (Dec 17, Jan 14]
+        (2, D(2025, 11, 20), 7.25),
+        (1, D(2025, 9, 1), 100.0),
+    ])
+    got = rows(con, [D(2026, 1, 14), D(2026, 1, 20)])
+    p2 = got[(2, D(2026, 1, 14))]
+    assert (p2.purchases_28d, p2.spend_28d) == (0, 0.0)
+    assert p2.spend_total == pytest.approx(9.75)
+    assert p2.days_since_last_purchase == (D(2026, 1, 14) - D(2025, 11, 20)).days
+    p1 = got[(1, D(2026, 1, 20))]
+    # in the window (Dec 23, Jan 20]: Dec 31, Jan 9, Jan 20; before every window: Sep 1
+    assert (p1.purchases_28d, p1.spend_28d) == (3, pytest.approx(15.98))
+    assert p1.spend_total == pytest.approx(115.98) and p1.days_since_last_purchase == 0
+
+
+def test_rows_come_sorted_whatever_order_the_query_leaves(con):
+    """A query's own row order does not reach the dataset: rows are by (as_of_date, entity_id), so the same data
+    gives the same file. Covers the numeric fast path, text keys and NULL keys (last)."""
+    snapshots = [D(2026, 1, 14), D(2026, 1, 20)]
+    sql, _ = load_query()
+    expected = run_query(con, sql, D(2026, 2, 1), snapshots, 14)
+    assert list(zip(expected["as_of_date"], expected["entity_id"])) == sorted(
+        zip(expected["as_of_date"], expected["entity_id"]))
+    reversed_sql = f"SELECT * FROM ({sql}) AS q ORDER BY as_of_date DESC, entity_id DESC"
+    got = run_query(con, reversed_sql, D(2026, 2, 1), snapshots, 14)
+    pd.testing.assert_frame_equal(got, expected)
+    text_keys = ("SELECT * FROM (VALUES ('b', DATE '2026-01-02', 1.0, 0), ('a', DATE '2026-01-02', 2.0, 1), "
+                 "(NULL, DATE '2026-01-01', 3.0, 0), ('c', DATE '2026-01-01', 4.0, 1), ('a', NULL, 5.0, 0)) "
+                 "AS t(entity_id, as_of_date, x, label) WHERE $as_of_date IS NOT NULL "
+                 "AND len($snapshot_dates) > 0 AND $label_horizon_days > 0")
+    # x DOUBLE: the Arrow path (text keys sorted by Arrow); x DECIMAL and a BOOLEAN: the .df() path (pandas' sort)
+    for x_type in ("DOUBLE", "DECIMAL(4, 1)"):
+        for extra in ("", ", x > 2 AS flag"):
+            typed = f"SELECT * REPLACE (CAST(x AS {x_type}) AS x){extra} FROM ({text_keys})"
+            frame = run_query(con, typed, D(2026, 2, 1), snapshots, 14)
+            # Jan 1: 'c' then NULL; Jan 2: 'a', 'b'; the NULL date last
+            assert frame["x"].astype(float).tolist() == [4.0, 3.0, 2.0, 1.0, 5.0], (x_type, extra)
+
+
+def test_split_gives_the_same_frames_from_sorted_or_shuffled_rows(con):
+    """The split takes contiguous runs of sorted rows as views; rows in any other order take the masked copy.
+    Both must give equal frames, indexed 0..n-1."""
+    from refresh_assets.core.features import split_dataset
+
+    spec = DatasetSpec(as_of_date=D(2026, 2, 1), data_start_date=D(2026, 1, 1), snapshot_every_days=1,
+                       label_horizon_days=3, holdout_days=2)
+    plan = snapshot_plan(spec)
+    sql, _ = load_query()
+    rows_sorted = run_query(con, sql, spec.as_of_date, plan.all_dates(), spec.label_horizon_days)
+    shuffled = rows_sorted.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    fast = split_dataset(rows_sorted, spec, plan, "sha")
+    slow = split_dataset(shuffled, spec, plan, "sha")
+    for name in ("train", "holdout", "scoring"):
+        a, b = getattr(fast, name), getattr(slow, name)
+        assert len(a) > 0 and list(a.index) == list(range(len(a)))
+        b = b.sort_values(["as_of_date", "entity_id"], ignore_index=True)
+        pd.testing.assert_frame_equal(a, b)
+    assert fast.stats == slow.stats
+    # the frames of the fast path share the query result's buffers, never each other's rows
+    holdout_before, scoring_before = fast.holdout.copy(), fast.scoring.copy()
+    fast.train.loc[:, "sessions_28d"] = -1.0
+    pd.testing.assert_frame_equal(fast.holdout, holdout_before)
+    pd.testing.assert_frame_equal(fast.scoring, scoring_before)

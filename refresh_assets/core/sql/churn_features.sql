@@ -7,7 +7,7 @@
 --     $label_horizon_days  INTEGER churn = no session in (t, t + horizon]
 --   columns out: entity_id, as_of_date (= t), feature columns..., label
 --     label is 1/0 when t + horizon <= D (complete), NULL otherwise.
---   one row per (entity_id, as_of_date).
+--   one row per (entity_id, as_of_date), in any order (the pipeline sorts them).
 -- Population at t: players installed on or before t with a session in [t - 27, t].
 WITH snapshots AS (
     SELECT CAST(unnest($snapshot_dates) AS DATE) AS snapshot_date
@@ -32,15 +32,16 @@ recent AS (
     GROUP BY s.player_id, n.snapshot_date
 ),
 -- Purchases older than every 28-day window (on or before the first snapshot - 28) count only towards
--- spend_total and last_purchase_date, in every snapshot alike: one summary row per player stands for them,
--- dated on its last such purchase, so the join below sees a few rows per player instead of the whole history.
-purchase_rows AS (
+-- spend_total and last_purchase_date, and in every snapshot alike: one row per player holds them, joined once
+-- to the output rows, so only the purchases inside the windows are joined to the snapshots below.
+old_spend AS (
     SELECT p.player_id, max(p.purchase_date) AS purchase_date, sum(p.amount) AS amount
     FROM purchases AS p
     WHERE p.purchase_date <= $as_of_date
       AND p.purchase_date <= (SELECT min(snapshot_date) FROM snapshots) - 28
     GROUP BY p.player_id
-    UNION ALL
+),
+purchase_rows AS (
     SELECT p.player_id, p.purchase_date, p.amount
     FROM purchases AS p
     WHERE p.purchase_date <= $as_of_date
@@ -85,8 +86,8 @@ SELECT
     r.level_gain_28d,
     coalesce(sp.purchases_28d, 0)                           AS purchases_28d,
     coalesce(sp.spend_28d, 0.0)                             AS spend_28d,
-    coalesce(sp.spend_total, 0.0)                           AS spend_total,
-    date_diff('day', sp.last_purchase_date, r.snapshot_date) AS days_since_last_purchase,
+    coalesce(sp.spend_total, 0.0) + coalesce(os.amount, 0.0) AS spend_total,
+    date_diff('day', greatest(sp.last_purchase_date, os.purchase_date), r.snapshot_date) AS days_since_last_purchase,
     CASE
         WHEN r.snapshot_date + $label_horizon_days > $as_of_date THEN NULL
         WHEN (r.player_id, r.snapshot_date) NOT IN (SELECT (player_id, snapshot_date) FROM future) THEN 1
@@ -95,4 +96,5 @@ SELECT
 FROM recent AS r
 JOIN players AS pl ON pl.player_id = r.player_id AND pl.install_date <= r.snapshot_date
 LEFT JOIN spend  AS sp ON sp.player_id = r.player_id AND sp.snapshot_date = r.snapshot_date
-ORDER BY as_of_date, entity_id
+LEFT JOIN old_spend AS os ON os.player_id = r.player_id
+-- no ORDER BY: the pipeline sorts the rows by (as_of_date, entity_id) itself, whatever order a query leaves them in
