@@ -12,7 +12,8 @@
 WITH snapshots AS (
     SELECT CAST(unnest($snapshot_dates) AS DATE) AS snapshot_date
 ),
-recent AS (
+-- MATERIALIZED: read twice, by the feature rows and by the labels below (computed once)
+recent AS MATERIALIZED (
     -- session counts summed as DOUBLE: exact for whole numbers below 2^53, and the float64 column the HUGEINT of
     -- an integer sum became anyway, without 128-bit accumulators in the widest aggregation of the query
     SELECT s.player_id, n.snapshot_date,
@@ -57,15 +58,25 @@ spend AS (
     JOIN snapshots AS n ON p.purchase_date <= n.snapshot_date
     GROUP BY p.player_id, n.snapshot_date
 ),
+-- The label of (player, t) is 1 when the player has no session in (t, t + horizon]. When t + horizon is itself a
+-- snapshot and the horizon fits in the 28-day window, recent already knows: a session in (t, t + horizon] is one
+-- in the window of t + horizon after t, i.e. last_session_date > t there ("renewed" below, no extra scan). Only
+-- the other labelled snapshots (the gap before the holdout, say) scan their horizon here: the (player, t) pairs
+-- with a session in (t, t + horizon], probed by a mark join on two narrow columns.
+renewed AS (
+    SELECT player_id, snapshot_date - $label_horizon_days AS labelled_date
+    FROM recent
+    WHERE last_session_date > snapshot_date - $label_horizon_days
+),
 future AS (
-    -- the (player, t) pairs with a session in (t, t + horizon]: a set, probed by the label below (a mark join
-    -- on two narrow columns, cheaper than joining a count per pair onto the wide feature rows)
     SELECT DISTINCT s.player_id, n.snapshot_date
     FROM sessions AS s
     JOIN snapshots AS n
       ON s.session_date > n.snapshot_date
      AND s.session_date <= n.snapshot_date + $label_horizon_days
     WHERE s.session_date <= $as_of_date AND s.player_id IS NOT NULL  -- NOT IN below: no NULL in the set
+      AND n.snapshot_date + $label_horizon_days <= $as_of_date
+      AND NOT ($label_horizon_days <= 28 AND list_contains($snapshot_dates, n.snapshot_date + $label_horizon_days))
 )
 SELECT
     r.player_id                                             AS entity_id,
@@ -90,6 +101,8 @@ SELECT
     date_diff('day', greatest(sp.last_purchase_date, os.purchase_date), r.snapshot_date) AS days_since_last_purchase,
     CASE
         WHEN r.snapshot_date + $label_horizon_days > $as_of_date THEN NULL
+        WHEN $label_horizon_days <= 28 AND list_contains($snapshot_dates, r.snapshot_date + $label_horizon_days)
+            THEN CASE WHEN nx.player_id IS NULL THEN 1 ELSE 0 END
         WHEN (r.player_id, r.snapshot_date) NOT IN (SELECT (player_id, snapshot_date) FROM future) THEN 1
         ELSE 0
     END                                                     AS label
@@ -97,4 +110,5 @@ FROM recent AS r
 JOIN players AS pl ON pl.player_id = r.player_id AND pl.install_date <= r.snapshot_date
 LEFT JOIN spend  AS sp ON sp.player_id = r.player_id AND sp.snapshot_date = r.snapshot_date
 LEFT JOIN old_spend AS os ON os.player_id = r.player_id
+LEFT JOIN renewed AS nx ON nx.player_id = r.player_id AND nx.labelled_date = r.snapshot_date
 -- no ORDER BY: the pipeline sorts the rows by (as_of_date, entity_id) itself, whatever order a query leaves them in
