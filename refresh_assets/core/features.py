@@ -245,11 +245,11 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict,
     names, types = list(relation.columns), [str(t) for t in relation.types]
     table = None
     if len(set(names)) == len(names) and all(t in _ARROW_TYPES for t in types):
-        table = relation.to_arrow_table()
+        table = _execute(relation.to_arrow_table)
         if [str(f.type) for f in table.schema] != [_ARROW_TYPES[t] for t in types]:  # other Arrow export settings
             table = None
     if table is None:
-        frame = relation.df()
+        frame = _execute(relation.df)
         keys = [k for k in sort_by if k in frame.columns]
         if keys and len(keys) == len(sort_by) and len(set(frame.columns)) == len(frame.columns):
             frame = frame.sort_values(keys, kind="stable", na_position="last", ignore_index=True)
@@ -259,6 +259,21 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict,
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         arrays = list(pool.map(lambda i: _column_to_numpy(types[i], table.column(i), order), range(len(names))))
     return pd.DataFrame(dict(zip(names, arrays)), columns=names, copy=False)
+
+
+def _execute(fetch):
+    """Run the bound query; a value it cannot convert is named as a data (or parameter) problem, not a crash."""
+    import duckdb
+
+    try:
+        return fetch()
+    except duckdb.ConversionException as exc:
+        # e.g. a NaN or infinite minutes value, which the default query refuses to sum (it sums exactly, as DECIMAL)
+        raise DatasetContractError(
+            f"the query script could not convert a value: {str(exc).splitlines()[0]}. Either the raw tables hold a "
+            "NaN, infinite or out-of-range number (clean it at the source, or handle it in your own query script), "
+            "or a parameter has the wrong type"
+        ) from exc
 
 
 def _sort_order(table, keys: tuple[str, ...]):

@@ -90,7 +90,7 @@ def test_labels_horizon_and_no_peeking_after_d(con):
 
 def test_parameters_are_bound_not_formatted(con):
     sql, _ = load_query()
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(DatasetContractError, match="could not convert a value.*invalid date field format"):
         run_query(con, sql, "2026-02-01'; DROP TABLE players; --", [D(2026, 1, 14)], 14)
     assert con.execute("SELECT count(*) FROM players").fetchone()[0] == 3
 
@@ -307,3 +307,42 @@ def test_labels_equal_a_brute_force_count_whichever_way_the_query_takes(horizon)
         plays = any(t < d <= t + dt.timedelta(days=horizon) for d in seen[player])
         assert row.label == (0 if plays else 1), (player, t)
     assert horizon > 28 or covered > 0  # the window path was taken for some rows
+
+
+def test_same_data_gives_the_same_rows_bit_for_bit():
+    """DuckDB adds partial sums from its threads in whatever order they finish; summed as DOUBLE, a feature could
+    differ in its last bits from one run to the next (and with it the dataset's hash and Dagster data version).
+    Amounts are summed as DECIMAL, exactly, so repeated runs on the same data agree to the bit."""
+    import numpy as np
+
+
+    c = duckdb.connect()
+    c.execute("SET threads = 4")  # more threads than rows groups need: the order of the partial sums varies
+    rng = np.random.default_rng(7)
+    n = 400_000
+    c.execute("CREATE TABLE players AS SELECT i::BIGINT AS player_id, DATE '2025-01-01' AS install_date, "
+              "'ios' AS platform, 'US' AS country, 'organic' AS channel FROM range(1, 3001) AS r(i)")
+    frame = pd.DataFrame({
+        "player_id": rng.integers(1, 3001, n).astype("int64"),
+        "session_date": pd.to_datetime("2026-01-01") + pd.to_timedelta(rng.integers(0, 60, n), unit="D"),
+        "sessions": rng.integers(1, 4, n).astype("int32"),
+        "minutes": rng.gamma(2.0, 10.0, n),  # full-precision doubles: the hardest case for a stable sum
+        "level": rng.integers(1, 50, n).astype("int32"),
+    })
+    c.execute("CREATE TABLE sessions AS SELECT player_id, CAST(session_date AS DATE) AS session_date, sessions, "
+              "round(minutes, 4) AS minutes, level FROM frame")
+    c.execute("CREATE TABLE purchases AS SELECT player_id, session_date AS purchase_date, round(minutes / 7, 2) AS amount "
+              "FROM sessions WHERE level % 5 = 0")
+    snapshots = [D(2026, 1, 29) + dt.timedelta(days=7 * k) for k in range(4)]
+    sql, _ = load_query()
+    first = run_query(c, sql, D(2026, 3, 1), snapshots, 7)
+    assert len(first) > 5000
+    for _ in range(4):
+        pd.testing.assert_frame_equal(run_query(c, sql, D(2026, 3, 1), snapshots, 7), first, check_exact=True)
+
+
+@pytest.mark.parametrize("value", ["'nan'", "'inf'", "1e13"])
+def test_a_raw_value_the_query_cannot_sum_exactly_is_refused_by_name(con, value):
+    con.execute(f"INSERT INTO sessions VALUES (2, DATE '2026-01-12', 1, CAST({value} AS DOUBLE), 4)")
+    with pytest.raises(DatasetContractError, match="could not convert a value.*NaN, infinite or out-of-range"):
+        rows(con, [D(2026, 1, 14)])
