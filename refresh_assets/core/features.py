@@ -268,7 +268,7 @@ def _execute(fetch):
     try:
         return fetch()
     except duckdb.ConversionException as exc:
-        # e.g. a NaN or infinite minutes value, which the default query refuses to sum (it sums exactly, as DECIMAL)
+        # e.g. text in a column a user's query casts to a number, or a number too large for the type it is cast to
         raise DatasetContractError(
             f"the query script could not convert a value: {str(exc).splitlines()[0]}. Either the raw tables hold a "
             "NaN, infinite or out-of-range number (clean it at the source, or handle it in your own query script), "

@@ -14,16 +14,18 @@ WITH snapshots AS (
 ),
 -- MATERIALIZED: read twice, by the feature rows and by the labels below (computed once)
 recent AS MATERIALIZED (
-    -- minutes (and amounts below) summed as DECIMAL(18, 6): exact, so the sum does not depend on the order in which
-    -- DuckDB's threads add their partial sums, and the same data gives the same dataset to the bit (as DOUBLE its
-    -- last bits varied from run to run). Values keep 6 decimals; one above 10^12 is refused by the cast.
+    -- minutes (and amounts below) summed in whole millionths: every partial sum is a whole number, exact in a DOUBLE
+    -- below 2^53 (9 * 10^9 minutes in a window), so the total does not depend on the order in which DuckDB's
+    -- threads add their partial sums and the same data gives the same dataset to the bit (summing the raw
+    -- doubles, its last bits varied from run to run). Values keep 6 decimals. As fast as a plain sum; DECIMAL
+    -- would be exact too but needs 128-bit accumulators.
     -- session counts summed as DOUBLE: exact for whole numbers below 2^53, and the float64 column the HUGEINT of
     -- an integer sum became anyway, without 128-bit accumulators in the widest aggregation of the query
     SELECT s.player_id, n.snapshot_date,
            sum(CAST(s.sessions AS DOUBLE)) FILTER (WHERE s.session_date > n.snapshot_date - 7) AS sessions_7d,
            sum(CAST(s.sessions AS DOUBLE))                                       AS sessions_28d,
-           sum(CAST(s.minutes AS DECIMAL(18, 6))) FILTER (WHERE s.session_date > n.snapshot_date - 7) AS minutes_7d,
-           sum(CAST(s.minutes AS DECIMAL(18, 6)))                                AS minutes_28d,
+           sum(round(s.minutes * 1e6)) FILTER (WHERE s.session_date > n.snapshot_date - 7) AS minutes_7d,
+           sum(round(s.minutes * 1e6))                                           AS minutes_28d,
            count(*) FILTER (WHERE s.session_date > n.snapshot_date - 7)         AS active_days_7d,
            count(*)                                                              AS active_days_28d,
            max(s.session_date)                                                   AS last_session_date,
@@ -39,7 +41,7 @@ recent AS MATERIALIZED (
 -- spend_total and last_purchase_date, and in every snapshot alike: one row per player holds them, joined once
 -- to the output rows, so only the purchases inside the windows are joined to the snapshots below.
 old_spend AS (
-    SELECT p.player_id, max(p.purchase_date) AS purchase_date, sum(CAST(p.amount AS DECIMAL(18, 6))) AS amount
+    SELECT p.player_id, max(p.purchase_date) AS purchase_date, sum(round(p.amount * 1e6)) AS amount
     FROM purchases AS p
     WHERE p.purchase_date <= $as_of_date
       AND p.purchase_date <= (SELECT min(snapshot_date) FROM snapshots) - 28
@@ -54,8 +56,8 @@ purchase_rows AS (
 spend AS (
     SELECT p.player_id, n.snapshot_date,
            count(*) FILTER (WHERE p.purchase_date > n.snapshot_date - 28)        AS purchases_28d,
-           sum(CAST(p.amount AS DECIMAL(18, 6))) FILTER (WHERE p.purchase_date > n.snapshot_date - 28) AS spend_28d,
-           sum(CAST(p.amount AS DECIMAL(18, 6)))                                  AS spend_total,
+           sum(round(p.amount * 1e6)) FILTER (WHERE p.purchase_date > n.snapshot_date - 28) AS spend_28d,
+           sum(round(p.amount * 1e6))                                  AS spend_total,
            max(p.purchase_date)                                                   AS last_purchase_date
     FROM purchase_rows AS p
     JOIN snapshots AS n ON p.purchase_date <= n.snapshot_date
@@ -91,16 +93,16 @@ SELECT
     date_diff('day', r.last_session_date, r.snapshot_date)  AS days_since_last_session,
     coalesce(r.sessions_7d, 0)                              AS sessions_7d,
     r.sessions_28d,
-    CAST(coalesce(r.minutes_7d, 0) AS DOUBLE)               AS minutes_7d,
-    CAST(r.minutes_28d AS DOUBLE)                           AS minutes_28d,
+    coalesce(r.minutes_7d, 0) / 1e6                         AS minutes_7d,
+    r.minutes_28d / 1e6                                     AS minutes_28d,
     r.active_days_7d,
     r.active_days_28d,
-    CAST(coalesce(r.minutes_7d, 0) AS DOUBLE) * 4 / (CAST(r.minutes_28d AS DOUBLE) + 1) AS minutes_trend,
+    (coalesce(r.minutes_7d, 0) / 1e6) * 4 / (r.minutes_28d / 1e6 + 1) AS minutes_trend,
     r.level,
     r.level_gain_28d,
     coalesce(sp.purchases_28d, 0)                           AS purchases_28d,
-    CAST(coalesce(sp.spend_28d, 0) AS DOUBLE)               AS spend_28d,
-    CAST(coalesce(sp.spend_total, 0) + coalesce(os.amount, 0) AS DOUBLE) AS spend_total,
+    coalesce(sp.spend_28d, 0) / 1e6                          AS spend_28d,
+    (coalesce(sp.spend_total, 0) + coalesce(os.amount, 0)) / 1e6 AS spend_total,
     date_diff('day', greatest(sp.last_purchase_date, os.purchase_date), r.snapshot_date) AS days_since_last_purchase,
     CASE
         WHEN r.snapshot_date + $label_horizon_days > $as_of_date THEN NULL
