@@ -239,10 +239,18 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict,
 
     import pandas as pd
 
-    relation = con.sql(sql, params=params) if params else con.sql(sql)
-    if relation is None:  # a statement that returns no rows
-        raise DatasetContractError("the query script returned no result set; it must end with a SELECT")
-    names, types = list(relation.columns), [str(t) for t in relation.types]
+    import duckdb
+
+    try:
+        relation = con.sql(sql, params=params) if params else con.sql(sql)
+        if relation is None:  # a statement that returns no rows
+            raise DatasetContractError("the query script returned no result set; it must end with a SELECT")
+        names, types = list(relation.columns), [str(t) for t in relation.types]
+    except duckdb.Error:
+        # A relation that cannot bind names the parameter count ("expected 0, got 3") before the query's own
+        # error; the DB-API call reports that one (an unknown table, say), so the message points at the cause.
+        con.execute(sql, params)
+        raise
     table = None
     if len(set(names)) == len(names) and all(t in _ARROW_TYPES for t in types):
         table = _execute(relation.to_arrow_table)

@@ -42,12 +42,12 @@ SIZES: dict[str, dict[str, Any]] = {
         "sensor_history": 300, "sensor_baseline": 10, "sensor_repeats": 5,
     },
     "tiny": {
-        "refresh_players": 1_000, "refresh_repeats": 1, "refresh_budget": 1,
+        "refresh_players": 600, "refresh_repeats": 1, "refresh_budget": 1,
         "dataset_players": 3_000, "dataset_repeats": 1,
         "drift_rows": 20_000, "drift_repeats": 1,
         "load_repeats": 1,
         "scoring_rows": 20_000, "scoring_repeats": 1, "scoring_players": 1_000,
-        "backfill_players": 600, "backfill_partitions": 4,
+        "backfill_players": 400, "backfill_partitions": 4,
         "sensor_history": 40, "sensor_baseline": 10, "sensor_repeats": 2,
     },
 }

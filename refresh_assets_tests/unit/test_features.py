@@ -347,3 +347,9 @@ def test_a_value_the_query_cannot_convert_is_refused_by_name(con):
            "FROM players WHERE len($snapshot_dates) > 0 AND $label_horizon_days > 0")
     with pytest.raises(DatasetContractError, match="could not convert a value.*'US'.*NaN, infinite or out-of-range"):
         run_query(con, sql, D(2026, 2, 1), [D(2026, 1, 14)], 14)
+
+
+def test_a_query_that_cannot_bind_reports_its_own_error_not_the_parameter_count(con):
+    """A relation that fails to bind first complains "expected 0 parameters, got 3"; the step must name the cause."""
+    with pytest.raises(duckdb.CatalogException, match="player_events"):
+        run_query(con, "SELECT * FROM player_events", D(2026, 2, 1), [D(2026, 1, 14)], 14)
