@@ -114,6 +114,11 @@ class TrainingConfig(dg.Config):
         default=30_000, ge=100, description="Seeded subsample of training rows used for tuning and fitting."
     )
     random_seed: int = Field(default=42, description="Seed for the search and the models.")
+    importance_rows: int = Field(
+        default=3000, ge=0,
+        description="Out-of-time rows for the permutation importances shown with the candidate (explanation only, "
+                    "no decision reads them); 0 skips them. They cost about as much as a small search.",
+    )
 
 
 class ComparisonConfig(dg.Config):

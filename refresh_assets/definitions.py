@@ -10,6 +10,7 @@ from refresh_assets.assets.dataset import training_dataset
 from refresh_assets.assets.drift import drift_report
 from refresh_assets.assets.scoring import champion_shadow_test, production_scores
 from refresh_assets.checks import dataset_checks
+from refresh_assets.executors import executor_from_env
 from refresh_assets.jobs import propagation_job, refresh_job, scoring_job
 from refresh_assets.resources import ArtifactStore, Registry, Warehouse
 from refresh_assets.schedules import daily_scoring_schedule, weekly_refresh_schedule
@@ -32,6 +33,9 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
         schedules=[weekly_refresh_schedule, daily_scoring_schedule],
         sensors=[promotion_sensor, drift_sensor, failure_alert_sensor, candidate_failure_alert_sensor],
         resources={**default_resources(), **(resources or {})},
+        # what runs outside the three jobs (asset backfills and "Materialize" in the UI run the implicit asset
+        # job) gets the same executor as the jobs, not Dagster's default (a freshly spawned interpreter per step)
+        executor=executor_from_env(),
     )
 
 

@@ -21,6 +21,15 @@ EMBEDDED_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def deep_merge(base: dict | None, extra: dict | None) -> dict:
+    """``extra`` laid over ``base``, nested dicts merged key by key (neither is changed): run config layers."""
+    out = dict(base or {})
+    for key, value in (extra or {}).items():
+        current = out.get(key)
+        out[key] = deep_merge(current if isinstance(current, dict) else None, value) if isinstance(value, dict) else value
+    return out
+
+
 def _with_loggers(run_config: dict | None, quiet: bool) -> dict | None:
     if not quiet:
         return run_config or None
@@ -62,8 +71,13 @@ def _save_cursor(instance: dg.DagsterInstance, sensor_name: str, cursor: str | N
 
 
 def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str,
-                raise_on_error: bool = True, quiet: bool = False) -> list[tuple[str, str, bool]]:
-    """Evaluate one sensor on the instance, execute the runs it requests in process, keep its cursor."""
+                raise_on_error: bool = True, quiet: bool = False,
+                run_config: dict | None = None) -> list[tuple[str, str, bool]]:
+    """Evaluate one sensor on the instance, execute the runs it requests in process, keep its cursor.
+
+    ``run_config`` gives the requested runs inputs the sensor leaves open (e.g. a smaller tuning budget), as a
+    deployment's defaults would; whatever a request sets itself wins.
+    """
     sensor_def = defs.resolve_sensor_def(sensor_name)
     context = dg.build_sensor_context(instance=instance, cursor=_load_cursor(instance, sensor_name),
                                       definitions=defs, sensor_name=sensor_name,
@@ -76,7 +90,8 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name:
         job_name = request.job_name or sensor_def.job_name
         job = defs.resolve_job_def(job_name)
         run = job.execute_in_process(instance=instance, partition_key=request.partition_key,
-                                     run_config=_with_loggers(request.run_config, quiet), tags=dict(request.tags),
+                                     run_config=_with_loggers(deep_merge(run_config, request.run_config), quiet),
+                                     tags=dict(request.tags),
                                      raise_on_error=raise_on_error)
         done.append((request.partition_key, run.run_id, run.success))
     _save_cursor(instance, sensor_name, cursor)

@@ -16,14 +16,22 @@ PRE_DRIFT = ("2026-04-06", "2026-04-13")  # two refreshes before the change
 POST_DRIFT = "2026-07-05"  # the last simulated day: training and holdout after the change
 
 CANDIDATES = ("logreg", "random_forest", "hist_gb", "ensemble")
-#: A small tuning budget keeps an integration refresh to seconds; the defaults are what users run.
-FAST_RUN_CONFIG = {
-    "ops": {
-        **{f"candidate_{a}": {"config": {"tuning_budget": 2, "cv_splits": 2, "max_training_rows": 6000}}
-           for a in CANDIDATES},
-        "model_comparison": {"config": {"bootstrap_samples": 400}},
-    }
-}
+
+
+def _run_config(tuning_budget: int, max_training_rows: int, importance_rows: int, bootstrap_samples: int) -> dict:
+    training = {"tuning_budget": tuning_budget, "cv_splits": 2, "max_training_rows": max_training_rows,
+                "importance_rows": importance_rows}
+    return {"ops": {**{f"candidate_{a}": {"config": dict(training)} for a in CANDIDATES},
+                    "model_comparison": {"config": {"bootstrap_samples": bootstrap_samples}}}}
+
+
+#: A small tuning budget keeps an integration refresh to seconds; the defaults are what users run. For tests
+#: whose decisions depend on model quality (a promotion after the concept drift, none without it).
+FAST_RUN_CONFIG = _run_config(tuning_budget=2, max_training_rows=6000, importance_rows=500, bootstrap_samples=400)
+#: For tests of orchestration (queues, retries, daemons, executors, kills), where only that the steps ran and what
+#: they left behind matters: one parameter set, 2,000 rows and no permutation importances (half of a small
+#: candidate step's time).
+LIGHT_RUN_CONFIG = _run_config(tuning_budget=1, max_training_rows=2000, importance_rows=0, bootstrap_samples=200)
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +97,7 @@ def promoted_project(tmp_path_factory, drift_warehouse) -> Project:
     from refresh_assets.local_runs import run_refresh
 
     project = make_project(tmp_path_factory.mktemp("promoted"), drift_warehouse)
-    first = run_refresh(project.defs, project.instance, PRE_DRIFT[0], FAST_RUN_CONFIG)
+    first = run_refresh(project.defs, project.instance, PRE_DRIFT[0], LIGHT_RUN_CONFIG)
     assert first.success and project.registry().current_champion().version == 1
     assert [ok for _, _, ok in first.propagation_runs] == [True]
     yield project

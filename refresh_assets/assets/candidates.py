@@ -68,6 +68,7 @@ def _store_candidate(audit: StepAudit, artifacts: ArtifactStore, tuned, dataset_
             "n_train": int(tuned.n_train),
             "feature_importances": dg.MetadataValue.md(
                 "| feature | importance |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in top)
+                if top else "not computed (importance_rows = 0)"
             ),
             "dataset_hash": dataset_manifest["dataset_hash"],
             "model_sha256": model_sha,
@@ -136,6 +137,7 @@ def build_candidate_asset(algorithm: str) -> dg.AssetsDefinition:
                     algorithm, train[numeric + categorical], train["label"].to_numpy(),
                     train["as_of_date"].to_numpy(), n_iter=config.tuning_budget, n_splits=config.cv_splits,
                     seed=config.random_seed, max_rows=config.max_training_rows, log=audit.log,
+                    importance_rows=config.importance_rows,
                 )
         except Exception as exc:  # MemoryError included: one candidate's failure must not stop the others
             return _record_failure(audit, artifacts, algorithm, exc, data_manifest)
@@ -191,7 +193,7 @@ def candidate_ensemble(context: dg.AssetExecutionContext, config: TrainingConfig
             tuned = models.tune_ensemble(
                 bases, train[numeric + categorical], train["label"].to_numpy(), train["as_of_date"].to_numpy(),
                 n_iter=config.tuning_budget, n_splits=config.cv_splits, seed=config.random_seed,
-                max_rows=config.max_training_rows, log=audit.log,
+                max_rows=config.max_training_rows, log=audit.log, importance_rows=config.importance_rows,
             )
     except Exception as exc:
         return _record_failure(audit, artifacts, "ensemble", exc, data_manifest)

@@ -9,7 +9,7 @@ reports a partition as failed (dagster-io/dagster#34219).
 import dagster as dg
 import pytest
 
-from refresh_assets_tests.conftest import FAST_RUN_CONFIG
+from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG
 from refresh_assets_tests.integration.dagster_processes import (
     dagster_processes,
     post_graphql,
@@ -40,13 +40,15 @@ mutation($params: LaunchBackfillParams!) {
 def test_asset_backfill_over_several_partitions_ends_green(tmp_path, drift_warehouse):
     home, data = tmp_path / "home", tmp_path / "data"
     write_instance_yaml(home, storage={"sqlite": {"base_dir": str(home / "storage")}})
-    env = project_env(home, data, drift_warehouse)
+    # steps in each run's own process: the backfill machinery is under test here, the multiprocess executor in
+    # test_postgres_ops (and a process per step costs its start-up ~10 times per run on 2 shared cores)
+    env = project_env(home, data, drift_warehouse, REFRESH_ASSETS_EXECUTOR="in_process")
     with dg.DagsterInstance.from_config(str(home)) as instance, \
             dagster_processes(env, tmp_path / "logs") as port:
         answer = post_graphql(port, LAUNCH_BACKFILL, {"params": {
             "partitionNames": PARTITIONS,
             "assetSelection": [{"path": [key]} for key in REFRESH_ASSETS],
-            "runConfigData": FAST_RUN_CONFIG,
+            "runConfigData": LIGHT_RUN_CONFIG,
             # one refresh at a time: the instance's run queue limits this tag (dagster.yaml)
             "tags": [{"key": "refresh_assets/kind", "value": "refresh"}],
         }})

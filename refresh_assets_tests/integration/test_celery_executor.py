@@ -28,7 +28,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from refresh_assets_tests.conftest import CANDIDATES
+from refresh_assets_tests.conftest import CANDIDATES, LIGHT_RUN_CONFIG
 from refresh_assets_tests.integration.dagster_processes import BIN, REPO, project_env, wait_for, write_instance_yaml
 from refresh_assets_tests.integration.test_postgres_ops import PG, pg_database  # noqa: F401 (a fixture)
 
@@ -37,14 +37,6 @@ pytestmark = pytest.mark.integration
 PARTITION = "2026-04-06"
 BROKER = os.environ.get("REFRESH_ASSETS_TEST_AMQP_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
 RUN_TIMEOUT = 600
-#: FAST_RUN_CONFIG with less tuning: the module runs two refreshes (Celery and in-process) on 2 shared cores.
-LIGHT_RUN_CONFIG = {
-    "ops": {
-        **{f"candidate_{a}": {"config": {"tuning_budget": 1, "cv_splits": 2, "max_training_rows": 2000}}
-           for a in CANDIDATES},
-        "model_comparison": {"config": {"bootstrap_samples": 200}},
-    }
-}
 STEPS = {"training_dataset", "training_dataset_checks", *(f"candidate_{a}" for a in CANDIDATES), "model_comparison",
          "champion_model"}
 

@@ -67,7 +67,7 @@ def test_drift_check_warns_in_the_ui(monitored):
 def test_drift_triggers_a_rebuild_that_promotes_a_new_champion(monitored):
     project, _ = monitored
     before = project.registry().current_champion().version
-    runs = tick_sensor(project.defs, project.instance, "drift_sensor", quiet=True)
+    runs = tick_sensor(project.defs, project.instance, "drift_sensor", quiet=True, run_config=FAST_RUN_CONFIG)
     # every drifted report found its refresh, minus those the min interval (24 h) holds back: exactly one
     assert len(runs) == 1
     partition, run_id, ok = runs[0]
@@ -82,4 +82,4 @@ def test_drift_triggers_a_rebuild_that_promotes_a_new_champion(monitored):
     assert record.asset_materialization.metadata["promoted"].value is True
     assert project.registry().current_champion().version == before + 1
     # the same reports seen again request nothing
-    assert tick_sensor(project.defs, project.instance, "drift_sensor", quiet=True) == []
+    assert tick_sensor(project.defs, project.instance, "drift_sensor", quiet=True, run_config=FAST_RUN_CONFIG) == []

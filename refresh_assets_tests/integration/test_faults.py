@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from refresh_assets_tests.conftest import FAST_RUN_CONFIG, PRE_DRIFT
+from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG, PRE_DRIFT
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ def assert_no_staging_reachable(project) -> None:
 # (step, job, run config, assets run, kill point, outputs an earlier step of the same run may have committed)
 CASES = [
     ("dataset", "refresh_job", {}, ["training_dataset"], "training_dataset:renamed", ()),
-    ("training", "refresh_job", {"ops": {"candidate_logreg": FAST_RUN_CONFIG["ops"]["candidate_logreg"]}},
+    ("training", "refresh_job", {"ops": {"candidate_logreg": LIGHT_RUN_CONFIG["ops"]["candidate_logreg"]}},
      ["candidate_logreg"], "candidate_logreg:renamed", ()),
     ("comparison", "refresh_job", PROMOTING, DECIDE, "model_comparison:renamed", ()),
     ("promotion", "refresh_job", PROMOTING, DECIDE, "registry:before_commit", ("model_comparison",)),
@@ -156,7 +156,7 @@ def test_a_read_only_output_folder_fails_the_step_clearly_and_changes_nothing(pr
     project = promoted_project
     before = readable_state(project)
     runs_before = {r.dagster_run.run_id for r in project.instance.get_run_records()}
-    assert run_job(project, job, FAST_RUN_CONFIG if job == "refresh_job" else {}, read_only=project.outputs) == 1
+    assert run_job(project, job, LIGHT_RUN_CONFIG if job == "refresh_job" else {}, read_only=project.outputs) == 1
     (run,) = [r.dagster_run for r in project.instance.get_run_records()
               if r.dagster_run.run_id not in runs_before and r.dagster_run.job_name == job]
     assert run.status.value == "FAILURE"
@@ -210,7 +210,7 @@ def test_a_warehouse_locked_beyond_the_retry_limit_fails_cleanly_with_one_alert(
     try:
         assert holder.stdout.readline().strip() == "locked"
         result = project.defs.resolve_job_def("refresh_job").execute_in_process(
-            instance=project.instance, partition_key=D, run_config=FAST_RUN_CONFIG, raise_on_error=False)
+            instance=project.instance, partition_key=D, run_config=LIGHT_RUN_CONFIG, raise_on_error=False)
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)

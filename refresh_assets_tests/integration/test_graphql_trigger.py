@@ -10,7 +10,6 @@ One webserver/daemon pair on a SQLite instance serves the whole module (starting
 * refusals (unknown job, unknown partition, invalid config, unknown run) are clear errors.
 """
 
-import copy
 import json
 import re
 import time
@@ -24,7 +23,8 @@ from refresh_assets.cli import run_config_from_sets
 from refresh_assets.config import ConfigError
 from refresh_assets.core.artifacts import OutputStore
 from refresh_assets.core.registry import ModelRegistry
-from refresh_assets_tests.conftest import FAST_RUN_CONFIG, PRE_DRIFT
+from refresh_assets.local_runs import deep_merge
+from refresh_assets_tests.conftest import FAST_RUN_CONFIG, LIGHT_RUN_CONFIG, PRE_DRIFT
 from refresh_assets_tests.integration.dagster_processes import (
     dagster_processes,
     project_env,
@@ -38,13 +38,6 @@ HOST = "127.0.0.1"
 FIRST, SECOND = PRE_DRIFT  # 2026-04-06, 2026-04-13
 OVERRIDES = ["random_seed=7", "min_improvement=0.001"]
 RUN_TIMEOUT = 600
-
-
-def deep_merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        out[key] = deep_merge(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +63,10 @@ def server(tmp_path_factory, drift_warehouse):
 
 @pytest.fixture(scope="module")
 def first_refresh(server):
-    """The refresh of FIRST, launched with FAST_RUN_CONFIG plus OVERRIDES, waited for."""
+    """The refresh of FIRST, launched with LIGHT_RUN_CONFIG plus OVERRIDES, waited for."""
     port, data, instance = server
     overrides, _ = run_config_from_sets(OVERRIDES)
-    run_config = deep_merge(FAST_RUN_CONFIG, overrides)
+    run_config = deep_merge(LIGHT_RUN_CONFIG, overrides)
     t0 = time.perf_counter()
     run_id = trigger.launch(HOST, port, "refresh_job", FIRST, run_config, {"refresh_assets/trigger": "test"})
     status = trigger.wait(HOST, port, run_id, timeout=RUN_TIMEOUT)
@@ -101,7 +94,7 @@ def test_launch_with_partition_and_overrides(server, first_refresh):
     assert manifest["run_id"] == run_id and manifest["partition"] == FIRST
     assert manifest["config"]["min_improvement"] == 0.001
     assert manifest["config"]["random_seed"] == 7
-    assert manifest["config"]["bootstrap_samples"] == 400  # FAST_RUN_CONFIG kept beside the overrides
+    assert manifest["config"]["bootstrap_samples"] == 200  # LIGHT_RUN_CONFIG kept beside the overrides
     record = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("champion_model"), asset_partitions=[FIRST]), limit=1
     ).records[0]

@@ -23,7 +23,7 @@ REFRESH_ASSETS_PG_* exactly as production does, and the module reads the same da
 * the PostgreSQL password and Slack token (planted in the processes' environment) and the webhook URL are in
   no process log, compute log, manifest, alert record or event log message.
 
-Runs use LIGHT_RUN_CONFIG (FAST_RUN_CONFIG with less tuning): every refresh_job run is serialized by the
+Runs use LIGHT_RUN_CONFIG (conftest): every refresh_job run is serialized by the
 queue (``refresh_assets/kind=refresh``), so the module's time is the sum of its ~6 refreshes on 2 cores.
 
 Needs PostgreSQL at REFRESH_ASSETS_PG_HOST:PORT (default 127.0.0.1:5432) with a user allowed to create
@@ -33,7 +33,6 @@ failed (not skipped) when it cannot connect.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -50,7 +49,8 @@ import pytest
 
 from refresh_assets import trigger
 from refresh_assets.cli import run_config_from_sets
-from refresh_assets_tests.conftest import CANDIDATES
+from refresh_assets.local_runs import deep_merge
+from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG
 from refresh_assets_tests.integration.dagster_processes import (
     REPO,
     dagster_processes,
@@ -70,14 +70,6 @@ CANCELED = "2026-04-27"  # a refresh canceled while it runs
 KILLED = "2026-05-04"  # a refresh whose run worker is SIGKILLed during training
 EMPTY = "2025-01-01"  # test 4: the first partition, before the warehouse's first day: the dataset checks fail
 OVERRIDES = ["random_seed=7", "min_improvement=0.001"]
-#: FAST_RUN_CONFIG made lighter still: ~8 refresh runs share 2 cores and are serialized by the run queue.
-LIGHT_RUN_CONFIG = {
-    "ops": {
-        **{f"candidate_{a}": {"config": {"tuning_budget": 1, "cv_splits": 2, "max_training_rows": 2000}}
-           for a in CANDIDATES},
-        "model_comparison": {"config": {"bootstrap_samples": 200}},
-    }
-}
 #: How many times the dataset step is made to fail (the lock is released after that many retry requests).
 LOCKED_ATTEMPTS = 2
 
@@ -125,13 +117,6 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     answer = post_graphql(port, query, variables)
     assert not answer.get("errors"), answer
     return answer["data"]
-
-
-def deep_merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        out[key] = deep_merge(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
 
 
 class Webhook:

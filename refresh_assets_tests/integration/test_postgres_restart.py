@@ -18,7 +18,7 @@ import pytest
 
 from refresh_assets import trigger
 from refresh_assets.core.registry import ModelRegistry
-from refresh_assets_tests.conftest import FAST_RUN_CONFIG, PRE_DRIFT
+from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG, PRE_DRIFT
 from refresh_assets_tests.integration.dagster_processes import (
     REPO,
     dagster_processes,
@@ -114,9 +114,10 @@ def test_webserver_and_daemon_recover_from_a_postgres_restart(cluster, drift_war
     pg_env = {"REFRESH_ASSETS_PG_HOST": HOST, "REFRESH_ASSETS_PG_PORT": str(cluster.port),
               "REFRESH_ASSETS_PG_USER": "postgres", "REFRESH_ASSETS_PG_PASSWORD": "",
               "REFRESH_ASSETS_PG_DB": DATABASE}
-    env = project_env(home, data, drift_warehouse, **pg_env)
+    # the run's steps in its own process (the multiprocess executor is test_postgres_ops' business)
+    env = project_env(home, data, drift_warehouse, **pg_env, REFRESH_ASSETS_EXECUTOR="in_process")
     with dagster_processes(env, tmp_path / "logs") as port:
-        refresh = trigger.launch(HOST, port, "refresh_job", PARTITION, FAST_RUN_CONFIG)
+        refresh = trigger.launch(HOST, port, "refresh_job", PARTITION, LIGHT_RUN_CONFIG)
         wait_for(lambda: _status(port, refresh) == "STARTED", timeout=180, interval=0.5, what="the refresh to start")
         cluster.restart()  # every connection of the webserver, the daemon and the run is dropped
 

@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 
 from refresh_assets.local_runs import failure_summary, run_refresh
-from refresh_assets_tests.conftest import FAST_RUN_CONFIG, POST_DRIFT, PRE_DRIFT, make_project
+from refresh_assets_tests.conftest import FAST_RUN_CONFIG, LIGHT_RUN_CONFIG, POST_DRIFT, PRE_DRIFT, make_project
 
 pytestmark = pytest.mark.integration
 
@@ -144,6 +144,10 @@ def test_every_output_has_its_manifest(scenario):
     dataset = store.read_manifest(store.current("training_dataset", PRE_DRIFT[0]))
     assert dataset["config"]["label_horizon_days"] == 14 and len(dataset["query_sha256"]) == 64
     assert dataset["stats"]["train"]["rows"] > 0 and dataset["dataset_hash"]
+    # FAST_RUN_CONFIG asks for permutation importances on 500 rows: every candidate explains its features
+    for algorithm in ("logreg", "random_forest", "hist_gb", "ensemble"):
+        importances = store.read_manifest(store.current(f"candidate_{algorithm}", PRE_DRIFT[0]))["feature_importances"]
+        assert "days_since_last_session" in importances and len(importances) >= 10, (algorithm, importances)
 
 
 def test_materializations_link_to_their_output_folder(scenario):
@@ -181,8 +185,8 @@ def _snapshot_consumable_state(project, partition):
     }
 
 
-def _with_comparison(**settings) -> dict:
-    ops = dict(FAST_RUN_CONFIG["ops"])
+def _with_comparison(base: dict = FAST_RUN_CONFIG, **settings) -> dict:
+    ops = dict(base["ops"])
     ops["model_comparison"] = {"config": {**ops["model_comparison"]["config"], **settings}}
     return {"ops": ops}
 
@@ -206,7 +210,8 @@ def test_a_failed_candidate_is_left_out_and_the_others_are_still_compared(scenar
     champion_before = registry_state(project)
     _failing_tune(monkeypatch, {"random_forest": ValueError("max_depth must be >= 1, got -3")})
     # min_improvement 0.5: the decision is a keep whatever the scores, so later tests start from the same champion
-    outcome = run_refresh(project.defs, project.instance, partition, _with_comparison(min_improvement=0.5))
+    outcome = run_refresh(project.defs, project.instance, partition,
+                          _with_comparison(LIGHT_RUN_CONFIG, min_improvement=0.5))
     assert outcome.success
     store = project.store()
     decision = read_json(store.current("model_comparison", partition), "decision.json")
@@ -222,6 +227,7 @@ def test_a_failed_candidate_is_left_out_and_the_others_are_still_compared(scenar
     assert read_json(failed_dir, "failure.json")["error_type"] == "ValueError"
     ensemble = store.read_manifest(store.current("candidate_ensemble", partition))
     assert set(ensemble["inputs"]) == {"training_dataset", "candidate_logreg", "candidate_hist_gb"}
+    assert ensemble["feature_importances"] == {}  # LIGHT_RUN_CONFIG: importance_rows 0 skips them
     checks = {e.dagster_event.event_specific_data.asset_key.path[-1]: e.dagster_event.event_specific_data
               for e in project.instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
               if e.dagster_event.event_specific_data.check_name == "trained"}
@@ -253,7 +259,7 @@ def test_below_min_candidates_the_comparison_refuses_and_the_champion_stays(scen
     partition = PRE_DRIFT[1]
     before = _snapshot_consumable_state(project, partition)
     _failing_tune(monkeypatch, {"random_forest": MemoryError("injected: training ran out of memory")})
-    outcome = run_refresh(project.defs, project.instance, partition, _with_comparison(min_candidates=4),
+    outcome = run_refresh(project.defs, project.instance, partition, _with_comparison(LIGHT_RUN_CONFIG, min_candidates=4),
                           raise_on_error=False)
     assert not outcome.success and outcome.propagation_runs == []
     failures = failure_summary(project.instance, outcome.run_id)
@@ -277,7 +283,8 @@ def test_a_run_killed_during_training_changes_nothing_that_was_there(scenario):
            "REFRESH_ASSETS_WAREHOUSE": str(project.defs.resources["warehouse"].location),
            "DAGSTER_HOME": str(project.instance.root_directory)}
     sets = [f"--set={k}={v}" for k, v in
-            {"tuning_budget": 2, "cv_splits": 2, "max_training_rows": 6000, "bootstrap_samples": 400}.items()]
+            {"tuning_budget": 1, "cv_splits": 2, "max_training_rows": 2000, "importance_rows": 0,
+             "bootstrap_samples": 200}.items()]
     proc = subprocess.Popen([sys.executable, "-m", "refresh_assets.cli", "refresh", "--partition", partition, *sets],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -292,5 +299,5 @@ def test_a_run_killed_during_training_changes_nothing_that_was_there(scenario):
         proc.wait()
     assert _snapshot_consumable_state(project, partition) == before
     # a fresh run afterwards succeeds
-    again = run_refresh(project.defs, project.instance, partition, FAST_RUN_CONFIG)
+    again = run_refresh(project.defs, project.instance, partition, LIGHT_RUN_CONFIG)
     assert again.success

@@ -18,6 +18,7 @@ import dagster as dg
 import pytest
 
 from refresh_assets import trigger
+from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG
 from refresh_assets_tests.integration.dagster_processes import (
     REPO,
     dagster_processes,
@@ -26,7 +27,6 @@ from refresh_assets_tests.integration.dagster_processes import (
     wait_for,
 )
 from refresh_assets_tests.integration.test_postgres_ops import (  # noqa: F401 (pg_database is a fixture)
-    LIGHT_RUN_CONFIG,
     PG,
     pg_database,
 )
@@ -76,7 +76,9 @@ def live(tmp_path_factory, pg_database):
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")  # the production instance, unchanged
     env = project_env(home, data, warehouse, **PG, REFRESH_ASSETS_PG_DB=pg_database,
-                      REFRESH_ASSETS_REFRESH_CRON="* * * * *")
+                      REFRESH_ASSETS_REFRESH_CRON="* * * * *",
+                      # the run queue is under test; steps run in each run's own process (see test_postgres_ops)
+                      REFRESH_ASSETS_EXECUTOR="in_process")
     with pytest.MonkeyPatch.context() as mp:
         for key in (*PG, "REFRESH_ASSETS_PG_DB", "REFRESH_ASSETS_COMPUTE_LOG_DIR"):
             mp.setenv(key, env[key])

@@ -67,6 +67,31 @@ def test_launchpad_defaults_are_the_core_defaults():
     assert DriftConfig().settings() == DriftSettings()
 
 
+def test_importance_rows_default_is_the_core_default_and_negative_is_refused():
+    from refresh_assets.config import TrainingConfig
+    from refresh_assets.core.models import IMPORTANCE_ROWS
+
+    assert TrainingConfig().importance_rows == IMPORTANCE_ROWS
+    with pytest.raises(ConfigError, match="candidate_logreg.importance_rows"):
+        preflight(ops(candidate_logreg={"importance_rows": -1}), "2026-06-01")
+    run_config, _ = run_config_from_sets(["importance_rows=0"])
+    assert {op: c["config"] for op, c in run_config["ops"].items()} == {
+        f"candidate_{a}": {"importance_rows": 0} for a in ("logreg", "random_forest", "hist_gb", "ensemble")}
+
+
+def test_deep_merge_lays_run_config_layers_over_each_other():
+    from refresh_assets.local_runs import deep_merge
+
+    base = {"ops": {"candidate_logreg": {"config": {"tuning_budget": 1, "cv_splits": 2}}}, "loggers": {"x": 1}}
+    extra = {"ops": {"candidate_logreg": {"config": {"tuning_budget": 5}}, "model_comparison": {"config": {}}},
+             "loggers": "replaced"}
+    merged = deep_merge(base, extra)
+    assert merged == {"ops": {"candidate_logreg": {"config": {"tuning_budget": 5, "cv_splits": 2}},
+                              "model_comparison": {"config": {}}}, "loggers": "replaced"}
+    assert base["ops"]["candidate_logreg"]["config"]["tuning_budget"] == 1  # inputs untouched
+    assert deep_merge(None, None) == {} and deep_merge(base, None) == base
+
+
 def test_guardrail_config_reaches_the_core_settings():
     from refresh_assets.config import ComparisonConfig
 

@@ -30,9 +30,9 @@ def noop():
     return None
 
 
-def executor_for_run(run_config: dict | None = None):
-    """The executor a run of a one-op job gets, with the executor selected by the current environment."""
-    job = dg.GraphDefinition(name="one_op", node_defs=[noop]).to_job(executor_def=executor_from_env())
+def executor_for_run(run_config: dict | None = None, job=None):
+    """The executor a run of ``job`` gets (default: a one-op job with the executor the environment selects)."""
+    job = job or dg.GraphDefinition(name="one_op", node_defs=[noop]).to_job(executor_def=executor_from_env())
     resolved = ResolvedRunConfig.build(job, run_config or {})
     with dg.DagsterInstance.ephemeral() as instance:
         return job.executor_def.executor_creation_fn(InitExecutorContext(
@@ -112,3 +112,16 @@ def test_the_jobs_use_the_selected_executor():
 
     for job_name in ("refresh_job", "propagation_job", "scoring_job"):
         assert defs.resolve_job_def(job_name).executor_def.name == "multiprocess"
+
+
+def test_backfills_and_ui_materializations_get_the_selected_executor_too(monkeypatch):
+    """An asset backfill (or "Materialize" in the UI) runs the implicit asset job, not refresh_job: without the
+    Definitions-level executor its steps got Dagster's default, a freshly spawned interpreter per step."""
+    from refresh_assets.definitions import build_defs
+
+    implicit = build_defs().resolve_implicit_global_asset_job_def()
+    executor = executor_for_run(job=implicit)
+    assert type(executor).__name__ == "MultiprocessExecutor" and executor._start_method == "forkserver"
+    monkeypatch.setenv("REFRESH_ASSETS_EXECUTOR", "in_process")
+    implicit = build_defs().resolve_implicit_global_asset_job_def()
+    assert type(executor_for_run(job=implicit)).__name__ == "InProcessExecutor"
