@@ -31,7 +31,7 @@ browser:
 	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 test: install browser
-	$(BIN)/python -m pytest -n 4 --dist loadfile --timeout 1200 --durations=15 refresh_assets_tests
+	$(BIN)/python -m pytest -n 4 --dist loadfile --no-loadscope-reorder --timeout 1200 --durations=15 refresh_assets_tests
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" refresh_assets_tests

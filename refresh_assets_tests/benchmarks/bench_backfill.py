@@ -19,14 +19,17 @@ from pathlib import Path
 from refresh_assets_tests.benchmarks.common import Row, log, with_stats
 
 TARGET_RATIO = 1.2
-RUN_CONFIG = {
-    "ops": {
-        **{f"candidate_{a}": {"config": {"tuning_budget": 1, "cv_splits": 2, "max_training_rows": 4000}}
-           for a in ("logreg", "random_forest", "hist_gb", "ensemble")},
-        "model_comparison": {"config": {"bootstrap_samples": 200}},
-    },
-    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-}
+
+
+def run_config(importance_rows: int | None) -> dict:
+    """Budget 1 on 4,000 rows; permutation importances as the launchpad default, or as the size says."""
+    training = {"tuning_budget": 1, "cv_splits": 2, "max_training_rows": 4000}
+    if importance_rows is not None:
+        training["importance_rows"] = importance_rows
+    return {"ops": {**{f"candidate_{a}": {"config": dict(training)}
+                       for a in ("logreg", "random_forest", "hist_gb", "ensemble")},
+                    "model_comparison": {"config": {"bootstrap_samples": 200}}},
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def run(size: dict) -> list[Row]:
@@ -52,10 +55,11 @@ def run(size: dict) -> list[Row]:
                                "registry": Registry(root=str(root / "registry"))})
             instance = embedded_instance(root / "dagster_home")
             job = defs.resolve_job_def("refresh_job")
+            config = run_config(size.get("backfill_importance_rows"))
             runs = []
             for i, key in enumerate(keys):
                 start = time.perf_counter()
-                result = job.execute_in_process(instance=instance, partition_key=key, run_config=RUN_CONFIG)
+                result = job.execute_in_process(instance=instance, partition_key=key, run_config=config)
                 refresh_seconds = time.perf_counter() - start
                 start = time.perf_counter()
                 propagated = tick_sensor(defs, instance, "promotion_sensor", quiet=True)

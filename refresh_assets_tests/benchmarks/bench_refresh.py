@@ -33,14 +33,15 @@ MEMORY_TARGET_GIB = 4.0
 
 
 def settings_for(budget: int | None) -> dict[str, Any]:
-    """The launchpad defaults (or a smaller tuning budget for the quick sizes), for all three modes."""
+    """The launchpad defaults (or, for the quick sizes, a smaller tuning budget and no permutation importances:
+    a sanity check, not the targets' workload), for all three modes."""
     from refresh_assets.config import ComparisonConfig, ScoringConfig, TrainingConfig
 
     training = TrainingConfig().model_dump(mode="json")
     comparison = ComparisonConfig().model_dump(mode="json")
     comparison["algorithms"] = [getattr(a, "value", a) for a in comparison["algorithms"]]
     if budget is not None:
-        training.update(tuning_budget=budget, cv_splits=2)
+        training.update(tuning_budget=budget, cv_splits=2, importance_rows=0)
         comparison.update(bootstrap_samples=200)
     return {"training": training, "comparison": comparison, "scoring": ScoringConfig().model_dump(mode="json")}
 

@@ -38,7 +38,8 @@ def plain_refresh(warehouse: str | Path, workdir: str | Path, partition: str, se
     numeric, categorical = models.feature_columns(train)
     X, y, dates = train[numeric + categorical], train["label"].to_numpy(), train["as_of_date"].to_numpy()
     common = {"n_iter": training["tuning_budget"], "n_splits": training["cv_splits"],
-              "seed": training["random_seed"], "max_rows": training["max_training_rows"]}
+              "seed": training["random_seed"], "max_rows": training["max_training_rows"],
+              "importance_rows": training["importance_rows"]}
     tuned = {algorithm: models.tune(algorithm, X, y, dates, **common) for algorithm in BASE}
     tuned["ensemble"] = models.tune_ensemble({a: tuned[a].pipeline for a in BASE}, X, y, dates, **common)
     model_files = {}
