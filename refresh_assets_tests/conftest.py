@@ -27,7 +27,7 @@ def _run_config(tuning_budget: int, max_training_rows: int, importance_rows: int
 
 #: A small tuning budget keeps an integration refresh to seconds; the defaults are what users run. For tests
 #: whose decisions depend on model quality (a promotion after the concept drift, none without it).
-FAST_RUN_CONFIG = _run_config(tuning_budget=2, max_training_rows=6000, importance_rows=500, bootstrap_samples=400)
+FAST_RUN_CONFIG = _run_config(tuning_budget=1, max_training_rows=6000, importance_rows=500, bootstrap_samples=400)
 #: For tests of orchestration (queues, retries, daemons, executors, kills), where only that the steps ran and what
 #: they left behind matters: one parameter set, 2,000 rows and no permutation importances (half of a small
 #: candidate step's time).

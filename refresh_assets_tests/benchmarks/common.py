@@ -47,7 +47,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "drift_rows": 20_000, "drift_repeats": 1,
         "load_repeats": 1,
         "scoring_rows": 20_000, "scoring_repeats": 1, "scoring_players": 1_000,
-        "backfill_players": 400, "backfill_partitions": 4, "backfill_importance_rows": 0,
+        "backfill_players": 400, "backfill_partitions": 2, "backfill_importance_rows": 0,
         "sensor_history": 40, "sensor_baseline": 10, "sensor_repeats": 2,
     },
 }

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from refresh_assets.local_runs import run_refresh, tick_sensor
-from refresh_assets_tests.conftest import DRIFT_DATE, FAST_RUN_CONFIG, PRE_DRIFT, make_project
+from refresh_assets_tests.conftest import DRIFT_DATE, LIGHT_RUN_CONFIG, PRE_DRIFT, make_project
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def materialize_drift(project, partition):
 def monitored(tmp_path_factory, drift_warehouse):
     """A champion trained before the change, then a drift report for every partition to check."""
     project = make_project(tmp_path_factory.mktemp("drift"), drift_warehouse)
-    assert run_refresh(project.defs, project.instance, PRE_DRIFT[0], FAST_RUN_CONFIG).success
+    assert run_refresh(project.defs, project.instance, PRE_DRIFT[0], LIGHT_RUN_CONFIG).success
     reports = {p: materialize_drift(project, p) for p in UNDRIFTED + DRIFTED}
     yield project, reports
     project.instance.dispose()
@@ -67,7 +67,7 @@ def test_drift_check_warns_in_the_ui(monitored):
 def test_drift_triggers_a_rebuild_that_promotes_a_new_champion(monitored):
     project, _ = monitored
     before = project.registry().current_champion().version
-    runs = tick_sensor(project.defs, project.instance, "drift_sensor", quiet=True, run_config=FAST_RUN_CONFIG)
+    runs = tick_sensor(project.defs, project.instance, "drift_sensor", quiet=True, run_config=LIGHT_RUN_CONFIG)
     # every drifted report found its refresh, minus those the min interval (24 h) holds back: exactly one
     assert len(runs) == 1
     partition, run_id, ok = runs[0]
@@ -82,4 +82,4 @@ def test_drift_triggers_a_rebuild_that_promotes_a_new_champion(monitored):
     assert record.asset_materialization.metadata["promoted"].value is True
     assert project.registry().current_champion().version == before + 1
     # the same reports seen again request nothing
-    assert tick_sensor(project.defs, project.instance, "drift_sensor", quiet=True, run_config=FAST_RUN_CONFIG) == []
+    assert tick_sensor(project.defs, project.instance, "drift_sensor", quiet=True, run_config=LIGHT_RUN_CONFIG) == []

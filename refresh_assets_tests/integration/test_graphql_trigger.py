@@ -24,7 +24,7 @@ from refresh_assets.config import ConfigError
 from refresh_assets.core.artifacts import OutputStore
 from refresh_assets.core.registry import ModelRegistry
 from refresh_assets.local_runs import deep_merge
-from refresh_assets_tests.conftest import FAST_RUN_CONFIG, LIGHT_RUN_CONFIG, PRE_DRIFT
+from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG, PRE_DRIFT
 from refresh_assets_tests.integration.dagster_processes import (
     dagster_processes,
     project_env,
@@ -107,7 +107,7 @@ def test_cancel_a_started_refresh_leaves_the_champion_alone(server, first_refres
     before = registry.current_champion()
     assert before is not None and before.partition_key == FIRST  # the first refresh promoted a first champion
 
-    run_id = trigger.launch(HOST, port, "refresh_job", SECOND, FAST_RUN_CONFIG)
+    run_id = trigger.launch(HOST, port, "refresh_job", SECOND, LIGHT_RUN_CONFIG)
     wait_for(lambda: trigger.status(HOST, port, run_id) in ("STARTED", *trigger.TERMINAL_STATUSES),
              timeout=180, interval=0.5, what="the second refresh to start")
     assert trigger.status(HOST, port, run_id) == "STARTED"
