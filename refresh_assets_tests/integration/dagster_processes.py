@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -65,17 +66,29 @@ def dagster_processes(env: dict[str, str], log_dir: Path, webserver: bool = True
         yield port
     finally:
         for proc in procs:
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                pass
+            # what the process started and left behind (its code server, a run worker) goes with it: a code
+            # server whose parent died was seen to outlive the test by half an hour
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     handle = open(log, "ab")
-    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+    # a process group of its own, so that teardown reaches every process it started
+    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # the whole group is gone already
+        pass
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
