@@ -283,9 +283,9 @@ def test_a_run_killed_during_training_changes_nothing_that_was_there(scenario):
     env = {**os.environ, "REFRESH_ASSETS_DATA_DIR": str(project.root),
            "REFRESH_ASSETS_WAREHOUSE": str(project.defs.resources["warehouse"].location),
            "DAGSTER_HOME": str(project.instance.root_directory)}
+    ops = LIGHT_RUN_CONFIG["ops"]  # the same inputs as the other runs of this module, as CLI settings
     sets = [f"--set={k}={v}" for k, v in
-            {"tuning_budget": 1, "cv_splits": 2, "max_training_rows": 2000, "importance_rows": 0,
-             "bootstrap_samples": 200}.items()]
+            {**ops["candidate_logreg"]["config"], **ops["model_comparison"]["config"]}.items()]
     proc = subprocess.Popen([sys.executable, "-m", "refresh_assets.cli", "refresh", "--partition", partition, *sets],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
