@@ -1,7 +1,7 @@
 """The dataset benchmark's baseline: ``churn_features.sql`` written in pandas, the way a data scientist would.
 
 Same inputs (the raw ``players``, ``sessions`` and ``purchases`` frames), same parameters, same output
-(columns, dtypes up to int/float widths, row order); ``refresh_assets_tests/unit/test_pandas_baseline.py``
+(columns, dtypes up to int/float widths, row order); ``refresh_assets_tests/unit/test_benchmark_baselines.py``
 checks that both give identical frames, so the benchmark compares equal work. Vectorised per snapshot date
 (one boolean window and one ``groupby`` per date), no Python loop over rows.
 """

@@ -12,6 +12,12 @@
 WITH snapshots AS (
     SELECT CAST(unnest($snapshot_dates) AS DATE) AS snapshot_date
 ),
+-- The 28 days of each snapshot's window, one row per (snapshot, day): sessions join it on their date (an equi-join
+-- on a table of 28 x snapshots rows, cheaper than testing every session against every window's two bounds).
+window_days AS (
+    SELECT n.snapshot_date, CAST(n.snapshot_date - CAST(k AS INTEGER) AS DATE) AS day, k < 7 AS in_7d
+    FROM snapshots AS n, range(0, 28) AS r(k)
+),
 -- MATERIALIZED: read twice, by the feature rows and by the labels below (computed once)
 recent AS MATERIALIZED (
     -- minutes (and amounts below) summed in whole millionths: every partial sum is a whole number, exact in a DOUBLE
@@ -22,18 +28,17 @@ recent AS MATERIALIZED (
     -- session counts summed as DOUBLE: exact for whole numbers below 2^53, and the float64 column the HUGEINT of
     -- an integer sum became anyway, without 128-bit accumulators in the widest aggregation of the query
     SELECT s.player_id, n.snapshot_date,
-           sum(CAST(s.sessions AS DOUBLE)) FILTER (WHERE s.session_date > n.snapshot_date - 7) AS sessions_7d,
+           sum(CAST(s.sessions AS DOUBLE)) FILTER (WHERE n.in_7d)                AS sessions_7d,
            sum(CAST(s.sessions AS DOUBLE))                                       AS sessions_28d,
-           sum(round(s.minutes * 1e6)) FILTER (WHERE s.session_date > n.snapshot_date - 7) AS minutes_7d,
+           sum(round(s.minutes * 1e6)) FILTER (WHERE n.in_7d)                    AS minutes_7d,
            sum(round(s.minutes * 1e6))                                           AS minutes_28d,
-           count(*) FILTER (WHERE s.session_date > n.snapshot_date - 7)         AS active_days_7d,
+           count(*) FILTER (WHERE n.in_7d)                                       AS active_days_7d,
            count(*)                                                              AS active_days_28d,
            max(s.session_date)                                                   AS last_session_date,
            max(s.level)                                                          AS level,
            max(s.level) - min(s.level)                                           AS level_gain_28d
     FROM sessions AS s
-    JOIN snapshots AS n
-      ON s.session_date > n.snapshot_date - 28 AND s.session_date <= n.snapshot_date
+    JOIN window_days AS n ON s.session_date = n.day
     WHERE s.session_date <= $as_of_date
     GROUP BY s.player_id, n.snapshot_date
 ),
