@@ -33,14 +33,14 @@ def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfi
     champion = read_output_json(champ_dir, "champion.json", champ_manifest)
     batch = read_output_parquet(data_dir, "scoring.parquet", data_manifest)
     models = registry.registry()
-    new_scores = predict_scores(models.load_model(champion["version"]), batch)
     previous = champion.get("previous_version")
-    if previous is None:
+    if previous is None:  # a first champion: nothing to compare with, so the batch is not scored here
         comparison = {"previous_version": None, "new_version": champion["version"], "rows": int(len(batch)),
                       "note": "no previous champion: nothing to compare against"}
         audit.log(f"v{champion['version']} is the first champion: no shadow comparison")
     else:
         old_scores = predict_scores(models.load_model(previous), batch)
+        new_scores = predict_scores(models.load_model(champion["version"]), batch)
         comparison = {"previous_version": previous, "new_version": champion["version"],
                       **compare_scores(old_scores, new_scores, config.top_k_share)}
         audit.log(
