@@ -126,6 +126,27 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _docs_path(docs: str | None, size: str, out: Path) -> Path:
+    return Path(docs) if docs else (REPO / "docs" / "BENCHMARKS.md" if size == "full" else out / f"BENCHMARKS-{size}.md")
+
+
+def _render(out: Path, docs: str | None) -> int:
+    """The Markdown of an earlier run's results.json, with the current ANALYSIS.md."""
+    import json
+
+    from refresh_assets.core.artifacts import atomic_write_text
+
+    source = out / "results.json"
+    if not source.exists():
+        print(f"nothing to render: {source} does not exist (run the suite first)", file=sys.stderr)
+        return 2
+    result = json.loads(source.read_text())
+    path = _docs_path(docs, result["size"], out)
+    atomic_write_text(path, markdown(result))
+    print(f"wrote {path} from {source}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
@@ -134,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", default=None,
                         help="Markdown file to write (default: docs/BENCHMARKS.md for --size full, "
                              "<out>/BENCHMARKS-<size>.md otherwise)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: write the Markdown again from <out>/results.json (after editing ANALYSIS.md)")
     args = parser.parse_args(argv)
-    result = run_suite(args.size, args.only)
     out = Path(args.out)
+    if args.render:
+        return _render(out, args.docs)
+    result = run_suite(args.size, args.only)
     out.mkdir(parents=True, exist_ok=True)
     previous = out / "results.json"
     if args.only and previous.exists():  # a partial run updates its rows and keeps the others' figures
@@ -152,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from refresh_assets.core.artifacts import atomic_write_json, atomic_write_text
 
     atomic_write_json(out / "results.json", result)
-    docs = Path(args.docs) if args.docs else (REPO / "docs" / "BENCHMARKS.md" if args.size == "full"
-                                              else out / f"BENCHMARKS-{args.size}.md")
+    docs = _docs_path(args.docs, args.size, out)
     atomic_write_text(docs, markdown(result))
     print(markdown(result))
     print(f"wrote {out / 'results.json'} and {docs}", file=sys.stderr)

@@ -24,7 +24,9 @@ def test_tiny_suite_writes_every_row(tmp_path):
     for row in result["rows"]:
         assert ROW_FIELDS <= set(row), row["name"]
         assert isinstance(row["met"], bool) and row["runs"], row["name"]
-        assert math.isfinite(row["value"]) and row["value"] > 0, row["name"]
+        assert math.isfinite(row["value"]), row["name"]
+        # code_location_load's value is a difference of two import times: under load it can come out <= 0
+        assert row["value"] > 0 or row["name"] == "code_location_load", row["name"]
         if row["name"] != "refresh_peak_memory":
             assert row["baseline"] is not None and row["baseline"] > 0, row["name"]
             assert row["ratio"] is not None and row["ratio"] > 0, row["name"]
@@ -34,3 +36,8 @@ def test_tiny_suite_writes_every_row(tmp_path):
         assert run["promoted"] == run["script_promoted"]
     table = (tmp_path / "BENCHMARKS.md").read_text()
     assert all(f"`{name}`" in table for name in suite.ROW_ORDER)
+    # --render writes the same table again from results.json alone, without running anything
+    rendered = tmp_path / "again.md"
+    assert suite.main(["--render", "--out", str(tmp_path), "--docs", str(rendered)]) == 0
+    assert rendered.read_text() == suite.markdown(result)
+    assert all(f"`{name}`" in rendered.read_text() for name in suite.ROW_ORDER)
