@@ -15,7 +15,7 @@ import pytest
 
 from refresh_assets.core.features import load_query
 from refresh_assets.definitions import build_defs
-from refresh_assets.local_runs import failure_summary
+from refresh_assets.local_runs import deep_merge, failure_summary
 from refresh_assets.resources import ArtifactStore, Registry, Warehouse
 from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG, PRE_DRIFT
 
@@ -60,7 +60,7 @@ def defs_with_query(project, tmp_path: Path, sql: str):
 def refresh_with_query(project, tmp_path: Path, sql: str, run_config: dict | None = None, partition: str = D):
     """Refresh a partition (D) with a user query file; returns (run result, failure lines)."""
     defs = defs_with_query(project, tmp_path, sql)
-    config = {"ops": {**LIGHT_RUN_CONFIG["ops"], **((run_config or {}).get("ops", {}))}}
+    config = deep_merge(LIGHT_RUN_CONFIG, run_config)
     result = defs.resolve_job_def("refresh_job").execute_in_process(
         instance=project.instance, partition_key=partition, run_config=config, raise_on_error=False)
     return result, failure_summary(project.instance, result.run_id)
@@ -233,7 +233,7 @@ CONFIG_CASES = [
 def test_bad_config_is_refused_by_the_first_step_before_any_data_is_read(promoted, case, ops, partition, words):
     before = state(promoted)
     dataset_before = promoted.store().current("training_dataset", D)
-    config = {"ops": {**LIGHT_RUN_CONFIG["ops"], **ops}}
+    config = deep_merge(LIGHT_RUN_CONFIG, {"ops": ops})
     result = promoted.defs.resolve_job_def("refresh_job").execute_in_process(
         instance=promoted.instance, partition_key=partition, run_config=config, raise_on_error=False)
     assert not result.success
@@ -246,7 +246,7 @@ def test_bad_config_is_refused_by_the_first_step_before_any_data_is_read(promote
 def test_unknown_algorithm_is_refused_by_the_config_schema_before_a_run_exists(promoted):
     before = state(promoted)
     runs_before = len(promoted.instance.get_run_records())
-    config = {"ops": {**LIGHT_RUN_CONFIG["ops"], "model_comparison": {"config": {"algorithms": ["xgboost"]}}}}
+    config = deep_merge(LIGHT_RUN_CONFIG, {"ops": {"model_comparison": {"config": {"algorithms": ["xgboost"]}}}})
     with pytest.raises(dg.DagsterInvalidConfigError, match="xgboost"):
         promoted.defs.resolve_job_def("refresh_job").execute_in_process(
             instance=promoted.instance, partition_key=D, run_config=config)
