@@ -228,8 +228,8 @@ def cmd_trigger(args) -> int:
 def cmd_cancel(args) -> int:
     from refresh_assets import trigger
 
-    trigger.cancel(args.host, args.port, args.run_id)
-    print(f"run {args.run_id}: termination requested")
+    trigger.cancel(args.host, args.port, args.run_id, force=args.force)
+    print(f"run {args.run_id}: {'marked CANCELED' if args.force else 'termination requested'}")
     return 0
 
 
@@ -427,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("cancel", help="terminate a run through the GraphQL API")
     p.add_argument("run_id")
+    p.add_argument("--force", action="store_true",
+                   help="mark the run CANCELED at once, e.g. one stuck STARTING whose worker never came up")
     p.add_argument("--host", default=os.environ.get("REFRESH_ASSETS_WEBSERVER_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("REFRESH_ASSETS_WEBSERVER_PORT", "3000")))
     p.set_defaults(func=cmd_cancel)

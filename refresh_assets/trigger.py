@@ -277,11 +277,39 @@ def wait(host: str, port: int | None, run_id: str, timeout: float, poll: float =
         time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
 
 
-def cancel(host: str, port: int | None, run_id: str, use_https: bool = False) -> None:
+_FORCE_CANCEL_MUTATION = """
+mutation TriggerForceCancel($runId: String!) {
+  terminateRun(runId: $runId, terminatePolicy: MARK_AS_CANCELED_IMMEDIATELY) {
+    __typename
+    ... on TerminateRunFailure { message }
+    ... on RunNotFoundError { message }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def cancel(host: str, port: int | None, run_id: str, use_https: bool = False, force: bool = False) -> None:
     """Ask the instance to cancel the run: a queued run is canceled at once, a started one is sent a termination
     (status CANCELING, then CANCELED once its process stopped: ``wait`` for it). Raises TriggerError if the
-    run is unknown or can no longer be canceled (e.g. it has already ended)."""
+    run is unknown or can no longer be canceled (e.g. it has already ended).
+
+    Dagster refuses to terminate a STARTING run (launched, its worker not yet reporting): that state lasts
+    seconds, so retry, or ``force``. ``force`` (the UI's "force termination") marks any unfinished run
+    CANCELED at once and asks its process, if there is one, to stop: for a run whose worker is gone or
+    never came up. Run monitoring fails such a run by itself after ``start_timeout_seconds`` (dagster.yaml).
+    """
+    url = _url(host, port, use_https)
     try:
-        _client(host, port, use_https).terminate_run(run_id)
+        client = _client(host, port, use_https)
+        if not force:
+            client.terminate_run(run_id)
+            return
+        answer = client._execute(_FORCE_CANCEL_MUTATION, {"runId": run_id})["terminateRun"]
+        if answer["__typename"] != "TerminateRunSuccess":
+            raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
     except DagsterGraphQLClientError as exc:
-        raise _as_trigger_error(exc, f"cancel of run {run_id}", _url(host, port, use_https)) from exc
+        error = _as_trigger_error(exc, f"{'forced ' if force else ''}cancel of run {run_id}", url)
+        if not force and "status STARTING" in str(error):
+            error.args = (error.args[0], f"{error.args[1]} (it is being launched: retry in a few seconds, or force "
+                                         "the cancel)")
+        raise error from exc
