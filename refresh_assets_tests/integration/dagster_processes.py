@@ -123,3 +123,49 @@ def post_graphql(port: int, query: str, variables: dict | None = None) -> dict:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
+
+
+def _in_flight(instance) -> list:
+    from refresh_assets import trigger
+
+    return [r for r in instance.get_run_records() if r.dagster_run.status.value not in trigger.TERMINAL_STATUSES]
+
+
+def describe_runs(instance, records, log_dir: Path | None = None, events: int = 6) -> str:
+    """One line per run, for a CI log: job, partition, status, age, its last events, and the daemon log's
+    lines that name it (the daemon launches, monitors and retries runs)."""
+    daemon_log = (log_dir / "daemon.log") if log_dir else None
+    daemon_lines = daemon_log.read_text(errors="replace").splitlines() if daemon_log and daemon_log.exists() else []
+    now = time.time()
+    parts = []
+    for record in records:
+        run = record.dagster_run
+        last = [f"{e.dagster_event.event_type_value if e.dagster_event else 'log'}: {e.message[:160]}"
+                for e in instance.all_logs(run.run_id)[-events:]]
+        mentions = [line[-200:] for line in daemon_lines if run.run_id in line][-3:]
+        parts.append(f"run {run.run_id[:8]} {run.job_name} {run.tags.get('dagster/partition', '')} {run.status.value}, "
+                     f"created {now - record.create_timestamp.timestamp():.0f}s ago; last events: {last}; "
+                     f"daemon log: {mentions}")
+    return " | ".join(parts)
+
+
+def end_every_run(instance, port: int, log_dir: Path, timeout: float) -> None:
+    """Teardown of a module's webserver and daemon: no run may outlive them (a promotion chains a propagation
+    run). Waits until every run of the instance has ended. Runs still in flight after ``timeout`` are described
+    (so that the CI log says what held them), force-canceled, and reported as a TimeoutError."""
+    from refresh_assets import trigger
+
+    try:
+        wait_for(lambda: not _in_flight(instance), timeout=timeout, interval=2, what="every run to end")
+        return
+    except TimeoutError:
+        left = _in_flight(instance)
+        if not left:
+            return
+        report = describe_runs(instance, left, log_dir)
+        for record in left:
+            try:
+                trigger.cancel("127.0.0.1", port, record.dagster_run.run_id, force=True)
+            except trigger.TriggerError:  # it ended meanwhile
+                pass
+        raise TimeoutError(f"{len(left)} run(s) still in flight {timeout:g}s after the tests ended: {report}") from None

@@ -6,6 +6,8 @@ One webserver/daemon pair on a SQLite instance serves the whole module (starting
   of D's model_comparison output (so the ``dagster/partition`` tag did pick the partition, and the run config
   reached the steps);
 * cancel a started refresh of another date: the run ends CANCELED and the registry champion is unchanged;
+* a run stuck STARTING (its worker never came up) is refused by a plain cancel with a hint, and ``cancel
+  --force`` marks it CANCELED;
 * the raw GraphQL body of ``RAW_GRAPHQL_EXAMPLE`` (what a non-Python system sends with curl) is accepted;
 * refusals (unknown job, unknown partition, invalid config, unknown run) are clear errors.
 """
@@ -14,11 +16,13 @@ import json
 import re
 import time
 import urllib.request
+import uuid
 
 import dagster as dg
 import pytest
 
 from refresh_assets import trigger
+from refresh_assets.cli import main as cli_main
 from refresh_assets.cli import run_config_from_sets
 from refresh_assets.config import ConfigError
 from refresh_assets.core.artifacts import OutputStore
@@ -27,6 +31,8 @@ from refresh_assets.local_runs import deep_merge
 from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG, PRE_DRIFT
 from refresh_assets_tests.integration.dagster_processes import (
     dagster_processes,
+    describe_runs,
+    end_every_run,
     project_env,
     wait_for,
     write_instance_yaml,
@@ -50,15 +56,7 @@ def server(tmp_path_factory, drift_warehouse):
     with dg.DagsterInstance.from_config(str(home)) as instance, \
             dagster_processes(env, root / "logs") as port:
         yield port, data, instance
-        # no run may outlive the processes (the promotion sensor chains a propagation run after a promotion)
-        try:
-            wait_for(lambda: all(r.status.value in trigger.TERMINAL_STATUSES for r in instance.get_runs()),
-                     timeout=300, interval=2, what="every run to end")
-        except TimeoutError:
-            for run in instance.get_runs():
-                if run.status.value not in trigger.TERMINAL_STATUSES:
-                    trigger.cancel(HOST, port, run.run_id)
-            raise
+        end_every_run(instance, port, root / "logs", timeout=300)  # the promotion sensor chains a propagation run
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +121,30 @@ def test_cancel_a_started_refresh_leaves_the_champion_alone(server, first_refres
 
     with pytest.raises(trigger.TriggerError, match="could not be terminated"):
         trigger.cancel(HOST, port, run_id)  # already ended
+
+
+def test_a_run_stuck_starting_is_refused_by_cancel_and_marked_canceled_by_force(server, capsys):
+    """What the daemon leaves when a launched run's worker never reports: status STARTING with a launch
+    event (PIPELINE_STARTING), and no process. Dagster will not terminate it safely; --force ends it."""
+    port, data, instance = server
+    run_id = str(uuid.uuid4())
+    instance.add_run(dg.DagsterRun(job_name="propagation_job", run_id=run_id, status=dg.DagsterRunStatus.NOT_STARTED,
+                                   tags={"dagster/partition": FIRST}))
+    instance.report_dagster_event(dg.DagsterEvent(event_type_value="PIPELINE_STARTING", job_name="propagation_job"),
+                                  run_id=run_id)
+    assert trigger.status(HOST, port, run_id) == "STARTING"
+    # what a teardown that finds it still in flight prints (dagster_processes.end_every_run)
+    described = describe_runs(instance, instance.get_run_records(dg.RunsFilter(run_ids=[run_id])))
+    assert described.startswith(f"run {run_id[:8]} propagation_job {FIRST} STARTING, created ")
+    assert "PIPELINE_STARTING" in described
+
+    with pytest.raises(trigger.TriggerError, match=r"status STARTING.*retry in a few seconds, or force the cancel"):
+        trigger.cancel(HOST, port, run_id)
+    assert cli_main(["cancel", run_id, "--force", "--host", HOST, "--port", str(port)]) == 0
+    assert capsys.readouterr().out.strip() == f"run {run_id}: marked CANCELED"
+    assert trigger.status(HOST, port, run_id) == "CANCELED"
+    with pytest.raises(trigger.TriggerError, match="forced cancel of run .*could not be terminated"):
+        trigger.cancel(HOST, port, run_id, force=True)  # already ended
 
 
 def raw_example_body() -> bytes:

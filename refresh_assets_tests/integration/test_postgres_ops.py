@@ -54,6 +54,7 @@ from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG
 from refresh_assets_tests.integration.dagster_processes import (
     REPO,
     dagster_processes,
+    end_every_run,
     post_graphql,
     project_env,
     wait_for,
@@ -239,18 +240,7 @@ def server(tmp_path_factory, drift_warehouse, pg_database):
         with dg.DagsterInstance.from_config(str(home)) as instance, \
                 dagster_processes(env, root / "logs") as port:
             yield Env(port, data, instance, webhook, pg_database, alert_file, root)
-            # no run may outlive the processes (a promotion chains a propagation run)
-            try:
-                wait_for(lambda: all(r.status.value in trigger.TERMINAL_STATUSES for r in instance.get_runs()),
-                         timeout=240, interval=2, what="every run to end")
-            finally:
-                left = [r.run_id for r in instance.get_runs() if r.status.value not in trigger.TERMINAL_STATUSES]
-                for run_id in left:
-                    try:
-                        trigger.cancel(HOST, port, run_id)
-                        trigger.wait(HOST, port, run_id, timeout=60)
-                    except (trigger.TriggerError, TimeoutError):
-                        pass
+            end_every_run(instance, port, root / "logs", timeout=240)  # a promotion chains a propagation run
         print(f"\nprocess logs: {root / 'logs'}")
 
 

@@ -6,6 +6,10 @@ latest complete partition) has data. The test turns the schedule on; as soon as 
 submitted its refresh of yesterday, it launches a refresh of the same partition over GraphQL. Both wait in the same run
 queue (``refresh_assets/kind=refresh``, dagster.yaml), so one runs and the other waits until it has ended;
 both succeed, and the registry never holds two champions or the same model twice.
+
+The promotion sensor is stopped first: the propagation run a promotion chains is not what this module tests
+(test_postgres_ops and test_graphql_trigger run it through the same daemon), and without it the two
+refreshes are the only runs, so nothing else shares their queue.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG
 from refresh_assets_tests.integration.dagster_processes import (
     REPO,
     dagster_processes,
+    end_every_run,
     post_graphql,
     project_env,
     wait_for,
@@ -40,6 +45,22 @@ mutation Start($selector: ScheduleSelector!) {
   startSchedule(scheduleSelector: $selector) {
     __typename
     ... on ScheduleStateResult { scheduleState { id status } }
+    ... on PythonError { message }
+  }
+}"""
+SENSOR_STATE = """
+query SensorState($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { id status } }
+    ... on PythonError { message }
+  }
+}"""
+STOP_SENSOR = """
+mutation StopSensor($id: String!) {
+  stopSensor(id: $id) {
+    __typename
+    ... on StopSensorMutationResult { instigationState { status } }
     ... on PythonError { message }
   }
 }"""
@@ -85,13 +106,7 @@ def live(tmp_path_factory, pg_database):
         with dg.DagsterInstance.from_config(str(home)) as instance, \
                 dagster_processes(env, root / "logs") as port:
             yield port, instance, data, yesterday.isoformat()
-            try:  # a promotion chains a propagation run: let every run end before the processes stop
-                wait_for(lambda: all(r.status.value in trigger.TERMINAL_STATUSES for r in instance.get_runs()),
-                         timeout=300, interval=2, what="every run to end")
-            finally:
-                for run in instance.get_runs():
-                    if run.status.value not in trigger.TERMINAL_STATUSES:
-                        trigger.cancel(HOST, port, run.run_id)
+            end_every_run(instance, port, root / "logs", timeout=300)
     print(f"\nprocess logs: {root / 'logs'}")
 
 
@@ -99,8 +114,12 @@ def test_a_scheduled_and_a_graphql_refresh_of_one_partition_run_one_after_the_ot
     from refresh_assets.core.registry import ModelRegistry
 
     port, instance, data, partition = live
-    selector = {"repositoryLocationName": "refresh_assets", "repositoryName": "__repository__",
-                "scheduleName": SCHEDULE}
+    repository = {"repositoryLocationName": "refresh_assets", "repositoryName": "__repository__"}
+    sensor = post_graphql(port, SENSOR_STATE, {"selector": {**repository, "sensorName": "promotion_sensor"}})
+    sensor_id = sensor["data"]["sensorOrError"]["sensorState"]["id"]
+    stopped = post_graphql(port, STOP_SENSOR, {"id": sensor_id})["data"]["stopSensor"]
+    assert stopped["instigationState"]["status"] == "STOPPED", stopped
+    selector = {**repository, "scheduleName": SCHEDULE}
     started = post_graphql(port, START_SCHEDULE, {"selector": selector})["data"]["startSchedule"]
     assert started["__typename"] == "ScheduleStateResult", started
     try:
@@ -147,3 +166,5 @@ def test_a_scheduled_and_a_graphql_refresh_of_one_partition_run_one_after_the_ot
                      if store.read_manifest(d)["run_id"] == second]
     decision = read_output_json(comparison, "decision.json", store.read_manifest(comparison))
     assert decision["champion_version"] == 1, decision.get("champion_version")
+    # the stopped promotion sensor chained nothing: the two refreshes were the only runs
+    assert {r.run_id for r in instance.get_runs()} == {scheduled, launched}
