@@ -214,18 +214,30 @@ def check_null_rates(data: DatasetUnderTest, limits: DatasetLimits) -> RuleResul
     return RuleResult("null_rates", not problems, message, {"null_rates": {c: round(r, 4) for c, r in rates.items()}})
 
 
+def _two_values(series) -> bool:
+    """At least two distinct non-null values. min < max for numbers (one pass, no hash table: ~10x cheaper
+    than nunique on a 2M-row column); nunique for text."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        low, high = series.min(), series.max()  # NULLs skipped; all NULL gives NaN / pd.NA
+        return not (pd.isna(low) or pd.isna(high)) and bool(low < high)
+    return series.nunique(dropna=True) > 1
+
+
 def check_constant_features(data: DatasetUnderTest, limits: DatasetLimits) -> RuleResult:
     """A feature with one value (or none) in training carries no signal: usually a broken join or column."""
-    distinct = {c: int(data.train[c].nunique(dropna=True)) for c in data.feature_columns()}
-    constant = [c for c, n in distinct.items() if n <= 1]
+    columns = data.feature_columns()
+    constant = [c for c in columns if not _two_values(data.train[c])]
     if constant:
+        distinct = {c: int(data.train[c].nunique(dropna=True)) for c in constant}
         shown = ", ".join(f"'{c}' ({distinct[c]} distinct value{'s' if distinct[c] != 1 else ''})"
                           for c in constant[:5])
         more = f" and {len(constant) - 5} more" if len(constant) > 5 else ""
         return RuleResult("constant_features", False,
                           f"{len(constant)} constant or all-NULL feature(s) in training: {shown}{more}",
                           {"constant": constant})
-    return RuleResult("constant_features", True, f"every feature has 2+ distinct values in {len(distinct)} columns")
+    return RuleResult("constant_features", True, f"every feature has 2+ distinct values in {len(columns)} columns")
 
 
 def check_unique_keys(data: DatasetUnderTest, limits: DatasetLimits) -> RuleResult:

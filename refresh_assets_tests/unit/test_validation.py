@@ -67,6 +67,27 @@ def test_each_broken_rule_is_named_with_its_figure(frames, rule, words):
     assert words in problems[rule]
 
 
+@pytest.mark.parametrize("spend, distinct", [
+    ([3.0] * 6 + [None, None], "1 distinct value"),          # numbers: one value among NULLs
+    ([None] * 8, "0 distinct values"),                        # all NULL (float)
+    (pd.array([None] * 8, dtype="Int64"), "0 distinct values"),  # all NULL (nullable integer: pd.NA)
+    (pd.array([7] * 8, dtype="Int64"), "1 distinct value"),
+    ([True] * 8, "1 distinct value"),                         # bool takes the nunique path
+])
+def test_a_constant_numeric_feature_is_found_with_its_distinct_count(spend, distinct):
+    problems = failed(dataset(train=frame(8, "2026-05-04", spend=spend)),
+                      DatasetLimits(**{**LIMITS.__dict__, "max_null_rate": 1.0}))
+    assert f"'spend' ({distinct})" in problems["constant_features"], problems
+
+
+@pytest.mark.parametrize("spend", [[0.0] * 7 + [1e-12], pd.array([2, 2, 2, 2, None, 2, 2, 3], dtype="Int64"),
+                                   [False] * 7 + [True]])
+def test_two_values_are_enough_for_a_numeric_feature(spend):
+    problems = failed(dataset(train=frame(8, "2026-05-04", spend=spend)),
+                      DatasetLimits(**{**LIMITS.__dict__, "max_null_rate": 1.0}))
+    assert "constant_features" not in problems, problems
+
+
 def test_required_features_and_rows_the_query_returned_after_d():
     limits = DatasetLimits(**{**LIMITS.__dict__, "required_features": {"spend": "number", "country": "text"}})
     problems = failed(dataset(), limits)
