@@ -277,11 +277,11 @@ def wait(host: str, port: int | None, run_id: str, timeout: float, poll: float =
         time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
 
 
-_FORCE_CANCEL_MUTATION = """
-mutation TriggerForceCancel($runId: String!) {
-  terminateRun(runId: $runId, terminatePolicy: MARK_AS_CANCELED_IMMEDIATELY) {
+_CANCEL_MUTATION = """
+mutation TriggerCancel($runId: String!, $policy: TerminateRunPolicy!) {
+  terminateRun(runId: $runId, terminatePolicy: $policy) {
     __typename
-    ... on TerminateRunFailure { message }
+    ... on TerminateRunFailure { message run { status } }
     ... on RunNotFoundError { message }
     ... on PythonError { message }
   }
@@ -298,18 +298,15 @@ def cancel(host: str, port: int | None, run_id: str, use_https: bool = False, fo
     CANCELED at once and asks its process, if there is one, to stop: for a run whose worker is gone or
     never came up. Run monitoring fails such a run by itself after ``start_timeout_seconds`` (dagster.yaml).
     """
-    url = _url(host, port, use_https)
+    policy = "MARK_AS_CANCELED_IMMEDIATELY" if force else "SAFE_TERMINATE"
     try:
-        client = _client(host, port, use_https)
-        if not force:
-            client.terminate_run(run_id)
-            return
-        answer = client._execute(_FORCE_CANCEL_MUTATION, {"runId": run_id})["terminateRun"]
-        if answer["__typename"] != "TerminateRunSuccess":
-            raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
+        answer = _client(host, port, use_https)._execute(_CANCEL_MUTATION, {"runId": run_id, "policy": policy})
     except DagsterGraphQLClientError as exc:
-        error = _as_trigger_error(exc, f"{'forced ' if force else ''}cancel of run {run_id}", url)
-        if not force and "status STARTING" in str(error):
-            error.args = (error.args[0], f"{error.args[1]} (it is being launched: retry in a few seconds, or force "
-                                         "the cancel)")
-        raise error from exc
+        raise _as_trigger_error(exc, f"cancel of run {run_id}", _url(host, port, use_https)) from exc
+    result = answer["terminateRun"]
+    if result["__typename"] == "TerminateRunSuccess":
+        return
+    message = f"{'forced ' if force else ''}cancel of run {run_id}: {result.get('message', '')}"
+    if (result.get("run") or {}).get("status") == "STARTING":
+        message += " (it is being launched: retry in a few seconds, or force the cancel)"
+    raise TriggerError(result["__typename"], message)
