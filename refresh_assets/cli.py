@@ -1,4 +1,4 @@
-"""`refresh-assets`: the refresh from the shell (simulate, refresh, champion, rollback, demo).
+"""`refresh-assets`: the refresh from the shell (simulate, refresh, score, champion, rollback, demo).
 
 Everything runs on the embedded instance (SQLite under $DAGSTER_HOME, default data/dagster_home), so the
 runs show up in `make ui` afterwards. Paths come from REFRESH_ASSETS_DATA_DIR (default: data/).
@@ -204,11 +204,87 @@ def cmd_champion(args) -> int:
 
 def cmd_rollback(args) -> int:
     from refresh_assets.core.registry import ModelRegistry
+    from refresh_assets.definitions import defs
+    from refresh_assets.local_runs import failure_summary, latest_scored_partition, rollback_run_config, run_refresh
 
     registry = ModelRegistry(settings.data_dir() / "registry")
-    version = registry.rollback(args.version, run_id=f"cli-rollback-{int(time.time())}", reason=args.reason)
-    print(f"champion is now v{version.version} ({version.algorithm}, from partition {version.partition_key})")
-    return 0
+    known = {v.version: v for v in registry.versions()}
+    if args.version not in known:
+        print(f"error: the registry {registry.root} has no version {args.version} (it has "
+              f"{', '.join(f'v{v}' for v in sorted(known)) or 'none'}); `refresh-assets champion` lists them",
+              file=sys.stderr)
+        return 2
+    champion = registry.current_champion()
+    if champion is not None and champion.version == args.version:
+        print(f"error: v{args.version} is already the champion; nothing to roll back", file=sys.stderr)
+        return 2
+    instance = _instance()
+    partition = args.partition or latest_scored_partition(instance)
+    if partition is None:
+        print("error: no day has production scores yet to re-score after the rollback: give --partition YYYY-MM-DD",
+              file=sys.stderr)
+        return 2
+    outcome = run_refresh(defs, instance, partition, rollback_run_config(args.version, args.reason),
+                          tags={"refresh_assets/trigger": "rollback"}, raise_on_error=False,
+                          quiet=not args.verbose, job_name="rollback_job")
+    if not outcome.success:
+        for line in failure_summary(instance, outcome.run_id):
+            print(f"  {line}", file=sys.stderr)
+        print(f"rollback run {outcome.run_id}: FAILED; the champion is unchanged", file=sys.stderr)
+        return 1
+    version = known[args.version]
+    print(f"champion is now v{version.version} ({version.algorithm}, from partition {version.partition_key}); "
+          f"rollback run {outcome.run_id} recorded it as {partition}'s champion_model")
+    for day, run_id, ok in outcome.propagation_runs:
+        print(f"propagation {day} run {run_id}: {'success' if ok else 'FAILED'}")
+    if outcome.propagation_runs and all(ok for *_, ok in outcome.propagation_runs):
+        print(partition_summary(partition).splitlines()[-1])
+    return 0 if all(ok for *_, ok in outcome.propagation_runs) else 1
+
+
+def cmd_score(args) -> int:
+    from refresh_assets.config import preflight
+    from refresh_assets.definitions import defs
+    from refresh_assets.local_runs import failure_summary, run_scoring
+
+    preflight(None, args.partition)
+    instance = _instance()
+    outcome = run_scoring(defs, instance, args.partition, raise_on_error=False, quiet=not args.verbose)
+    print(f"scoring run {outcome.run_id}: {'success' if outcome.success else 'FAILED'}")
+    if not outcome.success:
+        for line in failure_summary(instance, outcome.run_id):
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(scoring_summary(args.partition))
+    for day, run_id, ok in outcome.drift_refresh_runs:
+        print(f"drift-triggered refresh {day} run {run_id}: {'success' if ok else 'FAILED'}")
+        print(partition_summary(day))
+    for day, run_id, ok in outcome.propagation_runs:
+        print(f"propagation {day} run {run_id}: {'success' if ok else 'FAILED'}")
+    runs = outcome.drift_refresh_runs + outcome.propagation_runs
+    return 0 if all(ok for *_, ok in runs) else 1
+
+
+def scoring_summary(partition: str) -> str:
+    """What a day's scoring run left: the population, the scores and the drift verdict."""
+    from refresh_assets.resources import ArtifactStore
+
+    store = ArtifactStore().store()
+    lines = []
+    population = store.current("scoring_population", partition)
+    if population is not None:
+        lines.append(f"scoring_population: {store.read_manifest(population)['stats']['scoring']['rows']} rows")
+    scores = store.current("production_scores", partition)
+    if scores is not None:
+        manifest = store.read_manifest(scores)
+        lines.append(f"production_scores: {manifest['rows']} rows scored with v{manifest['champion_version']}")
+    report = store.current("drift_report", partition)
+    if report is not None:
+        drift = store.read_manifest(report)["drift"]
+        drifted = [c["column"] for c in drift["columns"] if c["drifted"]]
+        lines.append(f"drift_report: dataset drift {drift['dataset_drift']} (share {drift['drift_share']:.2f}"
+                     f"{', drifted: ' + ', '.join(drifted) if drifted else ''})")
+    return "\n".join(lines)
 
 
 def cmd_trigger(args) -> int:
@@ -409,10 +485,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_champion)
 
-    p = sub.add_parser("rollback", help="make an earlier version champion again")
+    p = sub.add_parser("rollback", help="make an earlier version champion again and re-score production with it")
     p.add_argument("--version", type=int, required=True)
     p.add_argument("--reason", default="manual rollback")
+    p.add_argument("--partition", help="the day to record the rollback on and re-score (default: the day "
+                                       "production was last scored)")
+    p.add_argument("--verbose", action="store_true", help="show Dagster's own event log lines")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("score", help="run scoring_job for one day (population, scores, drift report); a new "
+                                     "drift runs its refresh")
+    p.add_argument("--partition", required=True, help="the day D, YYYY-MM-DD")
+    p.add_argument("--verbose", action="store_true", help="show Dagster's own event log lines")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("trigger", help="launch a job on a running webserver through its GraphQL API")
     p.add_argument("--job", default="refresh_job")

@@ -181,6 +181,35 @@ class ComparisonConfig(dg.Config):
         return value
 
 
+class PopulationConfig(dg.Config):
+    """How D's scoring population is built and which of its rows may be scored."""
+
+    label_horizon_days: int = Field(
+        default=14, ge=1, le=180,
+        description="Bound to the query's $label_horizon_days as a refresh binds it (D's label is NULL anyway); "
+                    "keep it equal to training_dataset's so both paths run the query alike.",
+    )
+    min_rows: int = Field(default=1, ge=1, description="Fewest scoring rows.")
+    max_null_rate: float = Field(default=0.95, gt=0.0, le=1.0,
+                                 description="Highest NULL share of one feature in the scoring rows.")
+
+    def limits(self):
+        from refresh_assets.core.validation import PopulationLimits
+
+        return PopulationLimits(min_rows=self.min_rows, max_null_rate=self.max_null_rate)
+
+
+class ChampionConfig(dg.Config):
+    """``champion_model``: decided by the comparison in a refresh; ``rollback_job`` names a version instead."""
+
+    rollback_to_version: int = Field(
+        default=0, ge=0,
+        description="rollback_job only: the registry version to make champion again (`refresh-assets champion` "
+                    "lists them). 0: the refresh's comparison decides.",
+    )
+    reason: str = Field(default="", description="rollback_job only: why, recorded in the registry and the audit.")
+
+
 class ScoringConfig(dg.Config):
     """Batch scoring of the scoring population with the champion."""
 
@@ -248,7 +277,8 @@ def preflight(run_config: dict[str, Any] | None, partition_key: str | None) -> l
             as_of = dt.date.fromisoformat(partition_key)
         except ValueError:
             problems.append(f"partition key {partition_key!r} is not a date YYYY-MM-DD")
-    unknown = sorted(set(ops) - set(OP_CONFIGS) - {"champion_model", "shadow_test", "production_scores", "drift_report"})
+    unknown = sorted(set(ops) - set(OP_CONFIGS) - {"champion_model", "champion_shadow_test", "scoring_population",
+                                                   "production_scores", "drift_report"})
     if unknown:
         problems.append(f"unknown op(s) in run config: {unknown}; known: {sorted(OP_CONFIGS)}")
     for op_name, cls in OP_CONFIGS.items():

@@ -52,6 +52,7 @@ class RefreshOutcome:
     run_id: str
     success: bool
     propagation_runs: list[tuple[str, str, bool]] = field(default_factory=list)  # (partition, run_id, success)
+    drift_refresh_runs: list[tuple[str, str, bool]] = field(default_factory=list)  # what drift_sensor requested
 
 
 def _load_cursor(instance: dg.DagsterInstance, sensor_name: str) -> str | None:
@@ -100,9 +101,10 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name:
 
 def run_refresh(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str,
                 run_config: dict | None = None, tags: dict | None = None,
-                raise_on_error: bool = True, quiet: bool = False) -> RefreshOutcome:
-    """Execute refresh_job for one partition, then let the promotion sensor chain what it chains."""
-    job = defs.resolve_job_def("refresh_job")
+                raise_on_error: bool = True, quiet: bool = False, job_name: str = "refresh_job") -> RefreshOutcome:
+    """Execute refresh_job (or ``job_name``, e.g. rollback_job) for one partition, then let the promotion sensor
+    chain what it chains."""
+    job = defs.resolve_job_def(job_name)
     result = job.execute_in_process(instance=instance, partition_key=partition,
                                     run_config=_with_loggers(run_config, quiet),
                                     tags=tags, raise_on_error=raise_on_error)
@@ -111,6 +113,35 @@ def run_refresh(defs: dg.Definitions, instance: dg.DagsterInstance, partition: s
         outcome.propagation_runs = tick_sensor(defs, instance, "promotion_sensor", raise_on_error=raise_on_error,
                                                quiet=quiet)
     return outcome
+
+
+def rollback_run_config(version: int, reason: str) -> dict:
+    """The launchpad config of rollback_job: the version to make champion again, and why."""
+    return {"ops": {"champion_model": {"config": {"rollback_to_version": int(version), "reason": reason}}}}
+
+
+def run_scoring(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str,
+                run_config: dict | None = None, raise_on_error: bool = True, quiet: bool = False,
+                refresh_run_config: dict | None = None) -> RefreshOutcome:
+    """Execute scoring_job for one day, then let drift_sensor request its refresh (run here, with its own chained
+    propagation) when the day's drift report found a new drift: the daily loop as the daemon runs it."""
+    job = defs.resolve_job_def("scoring_job")
+    result = job.execute_in_process(instance=instance, partition_key=partition,
+                                    run_config=_with_loggers(run_config, quiet), raise_on_error=raise_on_error)
+    outcome = RefreshOutcome(partition, result.run_id, result.success)
+    if result.success:
+        outcome.drift_refresh_runs = tick_sensor(defs, instance, "drift_sensor", raise_on_error=raise_on_error,
+                                                 quiet=quiet, run_config=refresh_run_config)
+        if any(ok for *_, ok in outcome.drift_refresh_runs):
+            outcome.propagation_runs = tick_sensor(defs, instance, "promotion_sensor",
+                                                   raise_on_error=raise_on_error, quiet=quiet)
+    return outcome
+
+
+def latest_scored_partition(instance: dg.DagsterInstance) -> str | None:
+    """The day production was last scored (the newest production_scores materialization), if any."""
+    records = instance.fetch_materializations(dg.AssetKey("production_scores"), limit=1, ascending=False).records
+    return records[0].partition_key if records else None
 
 
 def failure_summary(instance: dg.DagsterInstance, run_id: str) -> list[str]:

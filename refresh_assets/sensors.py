@@ -1,8 +1,11 @@
-"""Sensors: chain a promotion to its propagation; only event records are read, never data."""
+"""Sensors: chain a promotion (or a rollback) to its propagation, and a new drift to a refresh; only event and
+run records are read, never data."""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict, dataclass
 
 import dagster as dg
 
@@ -20,7 +23,8 @@ def _metadata_value(record, key, default=None):
 
 
 def propagation_requests(instance: dg.DagsterInstance, cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:
-    """Run requests for champion_model materializations after ``cursor`` that promoted; the new cursor."""
+    """Run requests for champion_model materializations after ``cursor`` that changed the champion (a promotion
+    or a rollback); the new cursor."""
     result = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(CHAMPION),
                               after_storage_id=int(cursor) if cursor else None),
@@ -31,14 +35,18 @@ def propagation_requests(instance: dg.DagsterInstance, cursor: str | None) -> tu
     last = cursor
     for record in result.records:
         last = str(record.storage_id)
-        if not _metadata_value(record, "promoted", False):
+        rolled_back = _metadata_value(record, "rolled_back", False)
+        if not (_metadata_value(record, "promoted", False) or rolled_back):
             continue
         partition = record.partition_key
         version = _metadata_value(record, "version")
         requests.append(dg.RunRequest(
-            run_key=f"propagate-{partition}-v{version}",
+            # a version is promoted once, but may be rolled back to more than once
+            run_key=(f"propagate-{partition}-v{version}-rollback-{record.storage_id}" if rolled_back
+                     else f"propagate-{partition}-v{version}"),
             partition_key=partition,
-            tags={"refresh_assets/trigger": "promotion", "refresh_assets/champion_version": str(version),
+            tags={"refresh_assets/trigger": "rollback" if rolled_back else "promotion",
+                  "refresh_assets/champion_version": str(version),
                   "refresh_assets/promoting_run": record.run_id},
         ))
     return requests, last
@@ -48,7 +56,8 @@ def propagation_requests(instance: dg.DagsterInstance, cursor: str | None) -> tu
     job=propagation_job,
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="When champion_model promoted a new version for D, run propagation_job for D (kept: nothing).",
+    description="When champion_model promoted (or rolled back to) a version for D, run propagation_job for D "
+                "(kept: nothing).",
 )
 def promotion_sensor(context: dg.SensorEvaluationContext):
     requests, cursor = propagation_requests(context.instance, context.cursor)
@@ -80,26 +89,83 @@ def _last_drift_refresh_timestamp(instance: dg.DagsterInstance) -> float | None:
     return records[0].create_timestamp.timestamp() if records else None
 
 
+FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.CANCELING)
+DRIFT_REPORT_RUN_TAG = "refresh_assets/drift_report_run"
+
+
+@dataclass
+class DriftCursor:
+    """What drift_sensor remembers between ticks: the last report read, and the drift it last answered.
+
+    ``answered`` holds the drifted columns of the report whose refresh answered the current drift episode
+    (``answered_run`` is that report's run). A report drifted on those columns only is the same drift; an episode
+    ends with a report that found no dataset drift.
+    """
+
+    after: int | None = None
+    answered: list[str] | None = None
+    answered_run: str | None = None
+    answered_partition: str | None = None
+
+    @classmethod
+    def parse(cls, raw: str | None) -> DriftCursor:
+        if not raw:
+            return cls()
+        if raw.isdigit():  # the cursor of the sensor before it remembered episodes: a storage id
+            return cls(after=int(raw))
+        return cls(**json.loads(raw))
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def _drifted_names(record) -> list[str]:
+    names = _metadata_value(record, "drifted_column_names")
+    return sorted(names) if isinstance(names, list) else []
+
+
+def _answer_failed(instance: dg.DagsterInstance, report_run: str | None) -> bool:
+    """True when every refresh requested for that report has ended without success (the drift is unanswered)."""
+    if report_run is None:
+        return False
+    runs = instance.get_run_records(dg.RunsFilter(job_name="refresh_job", tags={DRIFT_REPORT_RUN_TAG: report_run}))
+    return bool(runs) and all(r.dagster_run.status in FAILED for r in runs)
+
+
 def drift_requests(instance: dg.DagsterInstance, cursor: str | None, min_interval_hours: float,
                    now: float) -> tuple[list[dg.RunRequest], str | None, list[str]]:
-    """Refresh requests for drift_report materializations after ``cursor`` that found drift.
+    """Refresh requests for drift_report materializations after ``cursor`` that found a NEW drift.
 
-    Reads event and run records only (never data). Returns (requests, new cursor, reasons for skips).
+    One refresh answers one drift: a report that drifts on the columns already answered (the same drift,
+    persisting) requests nothing, a column drifting that was not answered (a different drift) requests again,
+    and a report without drift ends the episode. A failed or canceled answer leaves the drift unanswered.
+    Besides: never while a refresh of the partition is queued or running, at most one per
+    ``min_interval_hours``. Reads event and run records only (never data). Returns (requests, new cursor,
+    reasons for skips).
     """
     from refresh_assets.assets.drift import DRIFT
 
+    state = DriftCursor.parse(cursor)
     result = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(DRIFT), after_storage_id=int(cursor) if cursor else None),
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(DRIFT), after_storage_id=state.after),
         limit=PROMOTION_BATCH, ascending=True)
     requests: list[dg.RunRequest] = []
     skipped: list[str] = []
-    last = cursor
     last_trigger = _last_drift_refresh_timestamp(instance)
     for record in result.records:
-        last = str(record.storage_id)
-        if not _metadata_value(record, "dataset_drift", False):
-            continue
+        state.after = record.storage_id
         partition = record.partition_key
+        if not _metadata_value(record, "dataset_drift", False):
+            if state.answered is not None:
+                skipped.append(f"{partition}: no drift; the drift answered at {state.answered_partition} is over")
+            state.answered = state.answered_run = state.answered_partition = None
+            continue
+        columns = _drifted_names(record)
+        same_drift = state.answered is not None and set(columns) <= set(state.answered)
+        if same_drift and not _answer_failed(instance, state.answered_run):
+            skipped.append(f"{partition}: the same drift ({', '.join(columns) or 'same columns'}) was answered by "
+                           f"the refresh of {state.answered_partition}")
+            continue
         if any(r.partition_key == partition for r in requests) or _refresh_in_flight(instance, partition):
             skipped.append(f"{partition}: a refresh of this partition is already queued or running")
             continue
@@ -107,24 +173,28 @@ def drift_requests(instance: dg.DagsterInstance, cursor: str | None, min_interva
             skipped.append(f"{partition}: last drift-triggered refresh was "
                            f"{(now - last_trigger) / 3600:.1f}h ago (< {min_interval_hours}h)")
             continue
+        new = sorted(set(columns) - set(state.answered or []))
         share = _metadata_value(record, "drift_share")
         requests.append(dg.RunRequest(
             run_key=f"drift-{partition}-{record.storage_id}",
             partition_key=partition,
             tags={"refresh_assets/trigger": DRIFT_TRIGGER, "refresh_assets/drift_share": str(share),
-                  "refresh_assets/drifted_columns": str(_metadata_value(record, "drifted_columns")),
-                  "refresh_assets/drift_report_run": record.run_id},
+                  "refresh_assets/drifted_columns": ",".join(columns)[:200],
+                  "refresh_assets/new_drift": ",".join(new)[:200],
+                  DRIFT_REPORT_RUN_TAG: record.run_id},
         ))
+        state.answered = sorted(set(columns) | set(state.answered or []))
+        state.answered_run, state.answered_partition = record.run_id, partition
         last_trigger = now
-    return requests, last, skipped
-
+    return requests, state.dump() if result.records or cursor else cursor, skipped
 
 @dg.sensor(
     job_name="refresh_job",
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="When drift_report found dataset drift for D, run refresh_job for D (once per report, never "
-                "while one is in flight, at most one per min_interval_hours).",
+    description="When drift_report found a new dataset drift for D, run refresh_job for D (one refresh per drift: "
+                "the same drift persisting requests nothing; never while one is in flight, at most one per "
+                "min_interval_hours).",
 )
 def drift_sensor(context: dg.SensorEvaluationContext, drift_policy: DriftTriggerPolicy):
     import time

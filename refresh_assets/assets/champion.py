@@ -1,14 +1,21 @@
-"""Step 4: the champion in force after D's decision; a promotion updates the registry atomically."""
+"""Step 4: the champion in force after D's decision; a promotion updates the registry atomically.
+
+A rollback is the same asset materialized by ``rollback_job`` with ``rollback_to_version`` set: the registry
+records it, the UI shows it as D's champion (tagged as a rollback), and ``promotion_sensor`` chains the same
+propagation as for a promotion, so production scores follow the registry.
+"""
 
 
 import dagster as dg
 
 from refresh_assets.assets.comparison import COMPARISON, DECISION_FILE
 from refresh_assets.audit import StepAudit, output_metadata, read_input
+from refresh_assets.config import ChampionConfig
 from refresh_assets.partitions import daily_partitions
 from refresh_assets.resources import ArtifactStore, Registry
 
 CHAMPION = "champion_model"
+ROLLBACK_JOB = "rollback_job"
 
 
 @dg.asset(
@@ -22,10 +29,12 @@ CHAMPION = "champion_model"
         "version and why; its data version changes only on a promotion."
     ),
 )
-def champion_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
+def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, artifacts: ArtifactStore,
                    registry: Registry) -> dg.MaterializeResult:
-    audit = StepAudit(context, CHAMPION)
+    audit = StepAudit(context, CHAMPION, config)
     store = artifacts.store()
+    if context.run.job_name == ROLLBACK_JOB or config.rollback_to_version:
+        return rollback_champion(context, audit, config, store, registry.registry())
     comparison_dir, comparison_manifest = read_input(audit, store, COMPARISON)
     from refresh_assets.core.object_store import as_upath, read_output_json
 
@@ -69,6 +78,7 @@ def champion_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
         champion = before
         audit.log(f"kept v{before.version} ({before.algorithm}): {record['decision']['reason']}")
     summary = {
+        "action": "promote" if promoted else "keep",
         "promoted": promoted,
         "version": champion.version,
         "algorithm": champion.algorithm,
@@ -78,18 +88,72 @@ def champion_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
         "model_sha256": champion.model_sha256,
         "reason": record["decision"]["reason"],
     }
+    return champion_result(audit, store, summary)
+
+
+def champion_result(audit: StepAudit, store, summary: dict) -> dg.MaterializeResult:
+    """Commit ``champion.json`` and say in the metadata what changed (what promotion_sensor reads)."""
     with store.stage(CHAMPION, audit.partition_key, audit.run_id) as out:
         out.write_json("champion.json", summary)
         final = audit.commit(out, summary)
     return dg.MaterializeResult(
         metadata={
             **output_metadata(final),
-            "promoted": promoted,
-            "version": champion.version,
+            "action": summary["action"],
+            "promoted": summary["promoted"],
+            "rolled_back": summary["action"] == "rollback",
+            "version": summary["version"],
             "previous_version": summary["previous_version"] if summary["previous_version"] is not None else -1,
-            "algorithm": champion.algorithm,
+            "algorithm": summary["algorithm"],
             "reason": summary["reason"],
-            "model_sha256": champion.model_sha256,
+            "model_sha256": summary["model_sha256"],
         },
-        data_version=dg.DataVersion(f"champion-v{champion.version}"),
+        data_version=dg.DataVersion(f"champion-v{summary['version']}"),
     )
+
+
+def rollback_champion(context, audit: StepAudit, config: ChampionConfig, store, models) -> dg.MaterializeResult:
+    """Make ``config.rollback_to_version`` champion again (a 'rollback' event in the registry) and record it as
+    D's champion, with the version rolled back from as ``previous_version`` (the shadow test compares the two)."""
+    if context.run.job_name != ROLLBACK_JOB:
+        raise dg.Failure(description=f"rollback_to_version is set in {context.run.job_name}: a rollback runs as "
+                                     f"{ROLLBACK_JOB} (`refresh-assets rollback`); a refresh decides by its comparison",
+                         allow_retries=False)
+    target = config.rollback_to_version
+    if not target:
+        raise dg.Failure(description=f"{ROLLBACK_JOB} needs ops.{CHAMPION}.config.rollback_to_version: the version "
+                                     "to make champion again (`refresh-assets champion` lists them)",
+                         allow_retries=False)
+    before = models.current_champion()
+    events = models.events()
+    if events and events[-1].run_id == audit.run_id and events[-1].version == target:
+        # a re-executed step whose rollback already landed: record it, do not roll back twice
+        previous = events[-2].version if len(events) > 1 else None
+        champion = before
+        audit.log(f"v{target} is already champion by this run's rollback; nothing to do")
+    else:
+        from refresh_assets.core.registry import UnknownModelVersionError
+
+        if before is not None and before.version == target:
+            raise dg.Failure(description=f"v{target} is already the champion: nothing to roll back "
+                                         "(`refresh-assets champion` shows the history)", allow_retries=False)
+        reason = config.reason or f"rollback to v{target}"
+        try:
+            with audit.timed("rollback"):
+                champion = models.rollback(target, run_id=audit.run_id, reason=reason,
+                                           partition_key=audit.partition_key)
+        except UnknownModelVersionError as exc:
+            raise dg.Failure(description=f"cannot roll back: {exc}", allow_retries=False) from exc
+        previous = before.version if before is not None else None
+        audit.log(f"rolled back from v{previous} to v{champion.version} ({champion.algorithm}): {reason}")
+    summary = {
+        "action": "rollback",
+        "promoted": False,
+        "version": champion.version,
+        "algorithm": champion.algorithm,
+        "previous_version": previous,
+        "champion_partition": champion.partition_key,
+        "model_sha256": champion.model_sha256,
+        "reason": config.reason or f"rollback to v{champion.version}",
+    }
+    return champion_result(audit, store, summary)

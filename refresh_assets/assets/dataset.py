@@ -12,7 +12,7 @@ import os
 
 import dagster as dg
 
-from refresh_assets.audit import StepAudit, output_metadata
+from refresh_assets.audit import MissingInputError, StepAudit, output_metadata
 from refresh_assets.config import DatasetConfig, preflight
 from refresh_assets.core import features
 from refresh_assets.partitions import daily_partitions
@@ -38,6 +38,7 @@ def training_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, w
     # The first step checks every input of the run before any work, so a bad value costs nothing.
     preflight(context.run.run_config, context.partition_key)
     from refresh_assets.core.artifacts import frame_hash
+    from refresh_assets.core.validation import feature_schema
 
     audit = StepAudit(context, DATASET, config)
     spec = config.spec(dt.date.fromisoformat(context.partition_key))
@@ -68,6 +69,8 @@ def training_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, w
                 "scoring": str(frames.plan.scoring_date),
             },
             "stats": frames.stats,
+            # what a model trained on this dataset expects: the daily scoring population is checked against it
+            "schema": feature_schema(frames.train),
         }, publish=False)
     checked_later = CHECKS_OP in steps_of_run(context)
     if checked_later:
@@ -169,3 +172,27 @@ def dataset_under_test(store, partition_key: str, output_dir=None):
         **frames, as_of_date=dt.date.fromisoformat(partition_key),
         rows_after_as_of_date=int(manifest.get("stats", {}).get("rows_after_as_of_date", 0)),
     )
+
+
+def champion_training_dir(store, champion):
+    """The exact dataset output the champion was trained on (same partition, same dataset hash)."""
+    for output_dir in reversed(store.list_outputs(DATASET, champion.partition_key)):
+        if store.read_manifest(output_dir).get("dataset_hash") == champion.dataset_hash:
+            return output_dir
+    raise MissingInputError(
+        f"the training data of champion v{champion.version} (training_dataset {champion.partition_key}, "
+        f"hash {champion.dataset_hash[:12]}) is no longer in the output store"
+    )
+
+
+def champion_feature_schema(store, champion) -> dict[str, str]:
+    """feature -> "number" / "text" the champion was trained on, from its dataset's manifest (or, for a dataset
+    written before manifests recorded it, from its training frame)."""
+    from refresh_assets.core.object_store import read_output_parquet
+    from refresh_assets.core.validation import feature_schema
+
+    output_dir = champion_training_dir(store, champion)
+    manifest = store.read_manifest(output_dir)
+    if manifest.get("schema"):
+        return dict(manifest["schema"])
+    return feature_schema(read_output_parquet(output_dir, "train.parquet", manifest))

@@ -3,7 +3,8 @@
 import dagster as dg
 
 from refresh_assets.assets.champion import CHAMPION
-from refresh_assets.assets.dataset import DATASET
+from refresh_assets.assets.dataset import DATASET, champion_training_dir
+from refresh_assets.assets.population import POPULATION, POPULATION_FILE
 from refresh_assets.audit import MissingInputError, StepAudit, output_metadata, read_input
 from refresh_assets.config import DriftConfig
 from refresh_assets.partitions import daily_partitions
@@ -14,21 +15,10 @@ DRIFT_CHECK = "no_dataset_drift"
 NON_FEATURES = ("entity_id", "as_of_date", "label")
 
 
-def champion_training_dir(store, champion):
-    """The exact dataset output the champion was trained on (same partition, same dataset hash)."""
-    for output_dir in reversed(store.list_outputs(DATASET, champion.partition_key)):
-        if store.read_manifest(output_dir).get("dataset_hash") == champion.dataset_hash:
-            return output_dir
-    raise MissingInputError(
-        f"the training data of champion v{champion.version} (training_dataset {champion.partition_key}, "
-        f"hash {champion.dataset_hash[:12]}) is no longer in the output store"
-    )
-
-
 @dg.asset(
     name=DRIFT,
     partitions_def=daily_partitions,
-    deps=[DATASET, CHAMPION],
+    deps=[POPULATION, CHAMPION],
     group_name="monitoring",
     kinds={"evidently"},
     check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset=DRIFT, blocking=False,
@@ -43,16 +33,17 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifac
 
     audit = StepAudit(context, DRIFT, config)
     store = artifacts.store()
-    data_dir, data_manifest = read_input(audit, store, DATASET)
+    data_dir, data_manifest = read_input(audit, store, POPULATION)
     champion = registry.registry().current_champion()
     if champion is None:
         raise MissingInputError("no champion yet: there is no training data to compare with")
     reference_dir = champion_training_dir(store, champion)
     reference_manifest = store.read_manifest(reference_dir)
     audit.record_input(f"{DATASET}@{champion.partition_key}", reference_dir, reference_manifest)
-    current = read_output_parquet(data_dir, "scoring.parquet", data_manifest)
+    current = read_output_parquet(data_dir, POPULATION_FILE, data_manifest)
     reference = read_output_parquet(reference_dir, "train.parquet", reference_manifest)
-    columns = [c for c in current.columns if c not in NON_FEATURES]
+    # the champion's features: a column the population has and the champion was not trained on is not its drift
+    columns = [c for c in reference.columns if c not in NON_FEATURES]
     audit.log(f"drift check: {len(current)} scoring rows at {audit.partition_key} vs {len(reference)} training rows "
               f"of champion v{champion.version} ({champion.partition_key}), {len(columns)} columns")
     with store.stage(DRIFT, audit.partition_key, audit.run_id) as out:
@@ -72,6 +63,8 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifac
         metadata={
             **output_metadata(final),
             **figures,
+            # what drift_sensor compares to tell a new drift from the same one persisting
+            "drifted_column_names": dg.MetadataValue.json(drifted),
             "share_threshold": result.share_threshold,
             "columns": dg.MetadataValue.md(result.markdown_table()),
             "report_html": dg.MetadataValue.path(str(final / "drift_report.html")),

@@ -1,10 +1,14 @@
-"""Propagation: test a new champion against the previous one on D's batch, then score D's population."""
+"""Propagation: test a new champion against the previous one on D's batch, then score D's population.
+
+Both read D's ``scoring_population`` (built daily, one snapshot), never a refresh's dataset: scoring runs every
+day, a refresh once a week.
+"""
 
 
 import dagster as dg
 
 from refresh_assets.assets.champion import CHAMPION
-from refresh_assets.assets.dataset import DATASET
+from refresh_assets.assets.population import POPULATION, POPULATION_FILE
 from refresh_assets.audit import StepAudit, output_metadata, read_input
 from refresh_assets.config import ScoringConfig
 from refresh_assets.partitions import daily_partitions
@@ -17,7 +21,7 @@ SCORES = "production_scores"
 @dg.asset(
     name=SHADOW,
     partitions_def=daily_partitions,
-    deps=[DATASET, CHAMPION],
+    deps=[POPULATION, CHAMPION],
     group_name="propagation",
     description="Scores D's batch with the previous and the new champion and records how they differ.",
 )
@@ -28,10 +32,10 @@ def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfi
 
     audit = StepAudit(context, SHADOW, config)
     store = artifacts.store()
-    data_dir, data_manifest = read_input(audit, store, DATASET)
+    data_dir, data_manifest = read_input(audit, store, POPULATION)
     champ_dir, champ_manifest = read_input(audit, store, CHAMPION)
     champion = read_output_json(champ_dir, "champion.json", champ_manifest)
-    batch = read_output_parquet(data_dir, "scoring.parquet", data_manifest)
+    batch = read_output_parquet(data_dir, POPULATION_FILE, data_manifest)
     models = registry.registry()
     previous = champion.get("previous_version")
     if previous is None:  # a first champion: nothing to compare with, so the batch is not scored here
@@ -58,7 +62,7 @@ def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfi
 @dg.asset(
     name=SCORES,
     partitions_def=daily_partitions,
-    deps=[DATASET, CHAMPION],
+    deps=[POPULATION, CHAMPION],
     group_name="propagation",
     kinds={"parquet"},
     description="Churn scores of D's scoring population with the champion in force (risk rank, top-k flag).",
@@ -70,12 +74,12 @@ def production_scores(context: dg.AssetExecutionContext, config: ScoringConfig, 
 
     audit = StepAudit(context, SCORES, config)
     store = artifacts.store()
-    data_dir, data_manifest = read_input(audit, store, DATASET)
+    data_dir, data_manifest = read_input(audit, store, POPULATION)
     models = registry.registry()
     champion = models.current_champion()
     if champion is None:
         raise RuntimeError("no champion yet: run refresh_job for a partition first")
-    batch = read_output_parquet(data_dir, "scoring.parquet", data_manifest)
+    batch = read_output_parquet(data_dir, POPULATION_FILE, data_manifest)
     with audit.timed("score"):
         scores = score_batch(models.load_model(champion.version), batch, config.top_k_share, champion.version)
     audit.log(f"scored {len(scores)} players with champion v{champion.version} ({champion.algorithm}); "

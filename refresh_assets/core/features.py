@@ -466,7 +466,7 @@ def split_dataset(rows: pd.DataFrame, spec: DatasetSpec, plan: SnapshotPlan, que
 
     train = _clean_labels(_take(rows, rows_on(train_dates.__contains__)))
     holdout = _clean_labels(_take(rows, rows_on(holdout_dates.__contains__)))
-    scoring = _take(rows, rows_on(lambda day: day == plan.scoring_date)).drop(columns=[LABEL_COLUMN])
+    scoring = scoring_frame(_take(rows, rows_on(lambda day: day == plan.scoring_date)))
     stats = {
         "train": _describe(train, True),
         "holdout": _describe(holdout, True),
@@ -481,3 +481,61 @@ def split_dataset(rows: pd.DataFrame, spec: DatasetSpec, plan: SnapshotPlan, que
             f"holdout {stats['holdout']['rows']} (label rate {stats['holdout']['label_rate']}), "
             f"scoring {stats['scoring']['rows']}")
     return DatasetFrames(train, holdout, scoring, plan, query_sha, stats)
+
+
+def scoring_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The scoring rows of one snapshot as every path stores them: no label, and an integer column with no NULL
+    in these rows as a plain numpy integer.
+
+    Why the dtypes: a query result holds an integer column with a NULL anywhere as pandas' nullable ``Int*``, so
+    the same scoring rows would come back ``Int64`` from a refresh's multi-snapshot query (a NULL in an older
+    snapshot) and ``int64`` from the one-snapshot query of ``build_scoring_population``: same values, different
+    hash. Judging the dtype on the scoring rows alone makes both paths store the same file.
+    """
+    import pandas as pd
+
+    frame = rows.drop(columns=[LABEL_COLUMN]) if LABEL_COLUMN in rows.columns else rows
+    narrowed = {}
+    for name, column in frame.items():
+        dtype = column.dtype
+        if isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu" and not column.isna().any():
+            narrowed[name] = column.to_numpy(dtype=dtype.numpy_dtype)
+    if narrowed:
+        frame = frame.assign(**narrowed)
+    return frame
+
+
+@dataclass
+class ScoringPopulation:
+    """The scoring rows of one date D, built alone (the daily population), and what its manifest says."""
+
+    scoring: pd.DataFrame
+    query_sha256: str
+    stats: dict = field(default_factory=dict)
+
+
+def build_scoring_population(con: duckdb.DuckDBPyConnection, as_of_date: dt.date, label_horizon_days: int,
+                             query_path: str | Path | None = None, log=None) -> ScoringPopulation:
+    """D's scoring population alone: the query script run for the one snapshot D, the label left out.
+
+    It costs one snapshot, not a refresh's training window, and gives the same rows, dtypes and hash as the
+    scoring frame of a refresh of D (``split_dataset``), as long as the query computes each snapshot's features
+    from that snapshot and ``$as_of_date`` only (the query contract). ``label_horizon_days`` is bound as in a
+    refresh; D's label is NULL anyway (its horizon is not over).
+    """
+    import pandas as pd
+
+    sql, query_sha = load_query(query_path)
+    rows = run_query(con, sql, as_of_date, [as_of_date], label_horizon_days)
+    day = pd.Timestamp(as_of_date)
+    on_day = (rows["as_of_date"] == day).to_numpy()
+    scoring = scoring_frame(_take(rows, on_day))
+    stats = {
+        "scoring": _describe(scoring, False),
+        "rows_after_as_of_date": int((rows["as_of_date"] > day).sum()),
+        "rows_off_plan": int(len(rows) - on_day.sum()),
+    }
+    if log:
+        log(f"scoring population {as_of_date}: {stats['scoring']['rows']} rows, "
+            f"{len(scoring.columns) - len(KEY_COLUMNS)} feature columns")
+    return ScoringPopulation(scoring, query_sha, stats)

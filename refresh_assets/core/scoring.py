@@ -15,8 +15,13 @@ import pandas as pd
 from refresh_assets.core.features import KEY_COLUMNS, LABEL_COLUMN
 
 
-def feature_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The model's input: every column but the keys and the label."""
+def feature_frame(frame: pd.DataFrame, model=None) -> pd.DataFrame:
+    """The model's input: the columns it was fitted on (``feature_names_in_``), in that order, or every column but
+    the keys and the label. A scoring population may hold a feature the champion was not trained on (a query
+    changed before the next promotion); the champion scores on its own features."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None and all(name in frame.columns for name in names):
+        return frame[list(names)]
     return frame.drop(columns=[c for c in (*KEY_COLUMNS, LABEL_COLUMN) if c in frame.columns])
 
 
@@ -37,7 +42,7 @@ def predict_scores(model, frame: pd.DataFrame, chunk_rows: int = CHUNK_ROWS) -> 
     from sklearn.pipeline import Pipeline
 
     if not isinstance(model, Pipeline) or len(model.steps) < 2 or len(frame) <= chunk_rows:
-        return np.asarray(model.predict_proba(feature_frame(frame))[:, 1], dtype=np.float64)
+        return np.asarray(model.predict_proba(feature_frame(frame, model))[:, 1], dtype=np.float64)
     from concurrent.futures import ThreadPoolExecutor
 
     preprocess, estimator = model[:-1], model[-1]
@@ -49,7 +54,7 @@ def predict_scores(model, frame: pd.DataFrame, chunk_rows: int = CHUNK_ROWS) -> 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") as pool:
         pending = None
         for start in range(0, len(frame), chunk_rows):
-            block = preprocess.transform(feature_frame(frame.iloc[start:start + chunk_rows]))
+            block = preprocess.transform(feature_frame(frame.iloc[start:start + chunk_rows], model))
             if pending is not None:
                 pending.result()  # at most one chunk waits: memory stays at two preprocessed blocks
             pending = pool.submit(estimate, start, block)

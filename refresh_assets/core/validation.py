@@ -301,3 +301,103 @@ def validate(data: DatasetUnderTest, limits: DatasetLimits) -> list[RuleResult]:
         except Exception as exc:  # a frame so broken a rule cannot read it is a failed rule, not a crash
             results.append(RuleResult(rule, False, f"could not evaluate {rule}: {type(exc).__name__}: {exc}"))
     return results
+
+
+# -- the daily scoring population ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PopulationLimits:
+    """Thresholds of the rules on a scoring population (no label: the training-only rules do not apply)."""
+
+    min_rows: int = 1
+    max_null_rate: float = 0.95
+
+
+@dataclass
+class PopulationUnderTest:
+    """One date's scoring rows, shaped like ``DatasetUnderTest`` for the rules both share (keys, dates)."""
+
+    scoring: pd.DataFrame
+    as_of_date: dt.date
+    rows_after_as_of_date: int = 0
+    #: feature -> "number" | "text" the champion was trained on; None when there is no champion yet
+    expected_schema: dict[str, str] | None = None
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {"scoring": self.scoring}
+
+    def feature_columns(self) -> list[str]:
+        return [c for c in self.scoring.columns if c not in (*KEY_COLUMNS, LABEL_COLUMN)]
+
+
+def feature_schema(frame: pd.DataFrame) -> dict[str, str]:
+    """feature -> "number" or "text" (or the odd type's name): what a model trained on ``frame`` expects."""
+    return {c: _number_or_text(_kind(frame[c])) for c in frame.columns if c not in (*KEY_COLUMNS, LABEL_COLUMN)}
+
+
+def check_population_schema(data: PopulationUnderTest, limits: PopulationLimits) -> RuleResult:
+    """Keys present, every feature a number or text, and every feature the champion was trained on there with
+    the type it was trained with. A column the champion does not know is reported and left unused."""
+    problems = []
+    missing_keys = [c for c in KEY_COLUMNS if c not in data.scoring.columns]
+    if missing_keys:
+        problems.append(f"scoring population is missing column(s) {missing_keys}")
+    schema = feature_schema(data.scoring)
+    if not schema:
+        problems.append("no feature column besides entity_id, as_of_date")
+    problems += [f"feature '{c}' has type {kind}: a feature must be a number or text"
+                 for c, kind in schema.items() if kind not in ("number", "text")]
+    extra: list[str] = []
+    if data.expected_schema is not None:
+        missing = [c for c in data.expected_schema if c not in schema]
+        if missing:
+            problems.append(f"the champion was trained on feature(s) {missing} that the scoring population lacks")
+        problems += [f"feature '{c}' is {schema[c]} but the champion was trained on it as {kind}"
+                     for c, kind in data.expected_schema.items() if c in schema and schema[c] != kind]
+        extra = [c for c in schema if c not in data.expected_schema]
+    metadata = {"features": len(schema), "unused_by_champion": extra}
+    if problems:
+        return RuleResult("schema", False, "; ".join(problems), metadata)
+    against = "as the champion expects" if data.expected_schema is not None else "(no champion yet to compare with)"
+    note = f"; {extra} not used by the champion" if extra else ""
+    return RuleResult("schema", True, f"{len(schema)} feature columns, names and types {against}{note}", metadata)
+
+
+def check_population_rows(data: PopulationUnderTest, limits: PopulationLimits) -> RuleResult:
+    rows = int(len(data.scoring))
+    passed = rows >= limits.min_rows
+    message = (f"{rows} rows" if passed else
+               f"the scoring population of {data.as_of_date} has {rows} rows, fewer than the minimum {limits.min_rows}")
+    return RuleResult("row_counts", passed, message, {"scoring_rows": rows})
+
+
+def check_population_nulls(data: PopulationUnderTest, limits: PopulationLimits) -> RuleResult:
+    """No feature NULL in more than max_null_rate of the scoring rows (usually an upstream column broke)."""
+    frame = data.scoring
+    rates = {c: float(frame[c].isna().mean()) if len(frame) else 0.0 for c in data.feature_columns()}
+    problems = [f"feature '{c}' is NULL in {rate:.1%} of scoring rows, above {limits.max_null_rate:.0%}"
+                for c, rate in rates.items() if rate > limits.max_null_rate]
+    worst = max(rates.items(), key=lambda kv: kv[1], default=(None, 0.0))
+    message = "; ".join(problems) or f"highest null rate {worst[1]:.1%} ({worst[0]})"
+    return RuleResult("null_rates", not problems, message, {"null_rates": {c: round(r, 4) for c, r in rates.items()}})
+
+
+#: rule name -> (function, what it guards) for a scoring population (``scoring_population`` runs each)
+POPULATION_RULES: dict[str, tuple[Callable[[PopulationUnderTest, PopulationLimits], RuleResult], str]] = {
+    "schema": (check_population_schema, "Keys present; the champion's features with the types it was trained on."),
+    "row_counts": (check_population_rows, "At least min_rows scoring rows."),
+    "unique_keys": (check_unique_keys, "One row per (entity_id, as_of_date)."),
+    "no_future_dates": (check_no_future_dates, "Nothing dated after D."),
+    "null_rates": (check_population_nulls, "No feature NULL in more than max_null_rate of the scoring rows."),
+}
+
+
+def validate_population(data: PopulationUnderTest, limits: PopulationLimits) -> list[RuleResult]:
+    """Every scoring-population rule, in order; a rule that cannot be evaluated fails, saying why."""
+    results = []
+    for rule, (check, _) in POPULATION_RULES.items():
+        try:
+            results.append(check(data, limits))
+        except Exception as exc:
+            results.append(RuleResult(rule, False, f"could not evaluate {rule}: {type(exc).__name__}: {exc}"))
+    return results
