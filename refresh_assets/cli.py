@@ -237,8 +237,9 @@ def cmd_rollback(args) -> int:
           f"rollback run {outcome.run_id} recorded it as {partition}'s champion_model")
     for day, run_id, ok in outcome.propagation_runs:
         print(f"propagation {day} run {run_id}: {'success' if ok else 'FAILED'}")
-    if outcome.propagation_runs and all(ok for *_, ok in outcome.propagation_runs):
-        print(partition_summary(partition).splitlines()[-1])
+    for line in scoring_summary(partition).splitlines():
+        if line.startswith("production_scores"):
+            print(line)
     return 0 if all(ok for *_, ok in outcome.propagation_runs) else 1
 
 
@@ -247,9 +248,11 @@ def cmd_score(args) -> int:
     from refresh_assets.definitions import defs
     from refresh_assets.local_runs import failure_summary, run_scoring
 
-    preflight(None, args.partition)
+    refresh_config, _ = run_config_from_sets(args.set or [])
+    preflight(refresh_config, args.partition)
     instance = _instance()
-    outcome = run_scoring(defs, instance, args.partition, raise_on_error=False, quiet=not args.verbose)
+    outcome = run_scoring(defs, instance, args.partition, raise_on_error=False, quiet=not args.verbose,
+                          refresh_run_config=refresh_config or None)
     print(f"scoring run {outcome.run_id}: {'success' if outcome.success else 'FAILED'}")
     if not outcome.success:
         for line in failure_summary(instance, outcome.run_id):
@@ -496,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("score", help="run scoring_job for one day (population, scores, drift report); a new "
                                      "drift runs its refresh")
     p.add_argument("--partition", required=True, help="the day D, YYYY-MM-DD")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a run input of the refresh a new drift triggers, e.g. tuning_budget=8")
     p.add_argument("--verbose", action="store_true", help="show Dagster's own event log lines")
     p.set_defaults(func=cmd_score)
 

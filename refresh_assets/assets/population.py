@@ -11,7 +11,12 @@ import datetime as dt
 
 import dagster as dg
 
-from refresh_assets.assets.dataset import TRANSIENT_RETRIES, TRANSIENT_WAIT_SECONDS, champion_feature_schema
+from refresh_assets.assets.dataset import (
+    TRANSIENT_RETRIES,
+    TRANSIENT_WAIT_SECONDS,
+    champion_feature_schema,
+    champion_training_dir,
+)
 from refresh_assets.audit import StepAudit, output_metadata
 from refresh_assets.config import PopulationConfig
 from refresh_assets.core import features
@@ -49,7 +54,12 @@ def scoring_population(context: dg.AssetExecutionContext, config: PopulationConf
         audit.log(f"transient warehouse error, step retry requested: {exc}", "warning")
         raise dg.RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_SECONDS) from exc
     champion = registry.registry().current_champion()
-    expected = champion_feature_schema(store, champion) if champion is not None else None
+    expected = None
+    if champion is not None:
+        reference_dir = champion_training_dir(store, champion)
+        audit.record_input(f"training_dataset@{champion.partition_key}", reference_dir,
+                           store.read_manifest(reference_dir))
+        expected = champion_feature_schema(store, champion)
     results = validate_population(PopulationUnderTest(
         population.scoring, as_of, population.stats["rows_after_as_of_date"], expected), config.limits())
     population_hash = frame_hash(population.scoring)

@@ -1,4 +1,5 @@
-"""An asset backfill of the refresh over several partitions, run by a real daemon, ends green.
+"""An asset backfill of the refresh over several partitions, run by a real daemon, ends green; then a backfill
+of the daily scoring over 30 days does too, every day scored with the champion in force when it runs.
 
 Launched over the webserver's GraphQL API exactly as the UI does (`launchPartitionBackfill`). No step is
 skipped through optional outputs: a kept champion materializes with promoted=false, so the backfill never
@@ -21,6 +22,8 @@ from refresh_assets_tests.integration.dagster_processes import (
 pytestmark = pytest.mark.integration
 
 PARTITIONS = ["2026-04-06", "2026-04-07"]
+#: scored by a backfill: 30 days before the simulated change (conftest.DRIFT_DATE), none of them refreshed
+SCORING_ASSETS = ["scoring_population", "production_scores", "drift_report"]
 REFRESH_ASSETS = ["training_dataset", "candidate_logreg", "candidate_random_forest", "candidate_hist_gb",
                   "candidate_ensemble", "model_comparison", "champion_model"]
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -45,22 +48,10 @@ def test_asset_backfill_over_several_partitions_ends_green(tmp_path, drift_wareh
     env = project_env(home, data, drift_warehouse, REFRESH_ASSETS_EXECUTOR="in_process")
     with dg.DagsterInstance.from_config(str(home)) as instance, \
             dagster_processes(env, tmp_path / "logs") as port:
-        answer = post_graphql(port, LAUNCH_BACKFILL, {"params": {
-            "partitionNames": PARTITIONS,
-            "assetSelection": [{"path": [key]} for key in REFRESH_ASSETS],
-            "runConfigData": LIGHT_RUN_CONFIG,
-            # one refresh at a time: the instance's run queue limits this tag (dagster.yaml)
-            "tags": [{"key": "refresh_assets/kind", "value": "refresh"}],
-        }})
-        result = answer["data"]["launchPartitionBackfill"]
-        assert result["__typename"] == "LaunchBackfillSuccess", answer
-        backfill_id = result["backfillId"]
-
-        def finished():
-            status = instance.get_backfill(backfill_id).status.value
-            return status if status not in ("REQUESTED", "CANCELING") else None
-
-        status = wait_for(finished, timeout=900, interval=3, what="the backfill to finish")
+        # one refresh at a time: the instance's run queue limits this tag (dagster.yaml)
+        backfill_id = launch_backfill(port, PARTITIONS, REFRESH_ASSETS, LIGHT_RUN_CONFIG,
+                                      [{"key": "refresh_assets/kind", "value": "refresh"}])
+        status = wait_backfill(instance, backfill_id, timeout=900)
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
         assert status == "COMPLETED_SUCCESS", (status, [(r.tags.get("dagster/partition"), r.status) for r in runs])
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
@@ -79,3 +70,35 @@ def test_asset_backfill_over_several_partitions_ends_green(tmp_path, drift_wareh
         chained = wait_for(propagation_done, timeout=300, interval=3, what="the propagation runs")
         assert sorted(r.tags["dagster/partition"] for r in chained) == sorted(promoted)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in chained)
+
+        # 30 days of scoring as a backfill: each day builds its own population (no dataset of those days
+        # exists) and is scored with the champion in force when the backfill runs (README, "Schedules").
+        # drift_sensor is stopped: a drift-triggered refresh is not what this backfill tests.
+        repository = {"repositoryLocationName": "refresh_assets", "repositoryName": "__repository__"}
+        sensor = post_graphql(port, SENSOR_STATE, {"selector": {**repository, "sensorName": "drift_sensor"}})
+        stopped = post_graphql(port, STOP_SENSOR, {"id": sensor["data"]["sensorOrError"]["sensorState"]["id"]})
+        assert stopped["data"]["stopSensor"]["instigationState"]["status"] == "STOPPED", stopped
+        from refresh_assets.core.artifacts import OutputStore
+        from refresh_assets.core.registry import ModelRegistry
+
+        champion = ModelRegistry(data / "registry").current_champion().version
+        days = daily_partitions_between("2026-03-20", "2026-04-18")
+        assert len(days) == 30
+        scoring_id = launch_backfill(port, days, SCORING_ASSETS, {}, [])
+        status = wait_backfill(instance, scoring_id, timeout=1200)
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": scoring_id}))
+        assert status == "COMPLETED_SUCCESS", (status, [(r.tags.get("dagster/partition"), r.status) for r in runs])
+        assert sorted(r.tags["dagster/partition"] for r in runs) == days
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        store = OutputStore(data / "outputs")
+        for day in days:
+            assert store.current("training_dataset", day) is None
+            assert store.read_manifest(store.current("production_scores", day))["champion_version"] == champion
+            assert store.current("drift_report", day) is not None
+
+
+def daily_partitions_between(first: str, last: str) -> list[str]:
+    from refresh_assets.partitions import daily_partitions
+
+    keys = daily_partitions.get_partition_keys()
+    return keys[keys.index(first):keys.index(last) + 1]

@@ -8,6 +8,7 @@ for a result that cannot even be split, by the query step), so no candidate is t
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -131,8 +132,8 @@ def test_bad_data_is_stopped_by_a_blocking_check(promoted, tmp_path, case, sql, 
 
 
 def test_a_refused_dataset_is_never_read_and_the_accepted_one_stays_current(promoted, tmp_path):
-    """The daily scoring_job of a partition whose refresh was refused scores the dataset accepted before,
-    never the refused one; the refused output is kept on disk for inspection, not current."""
+    """A refused refresh leaves the dataset accepted before current; the daily scoring_job of that day scores
+    its own population (never the refused dataset); the refused output is kept on disk for inspection."""
     store = promoted.store()
     accepted = store.current("training_dataset", D)
     result, failures = refresh_with_query(promoted, tmp_path, wrap("* REPLACE (3 AS level)"))
@@ -146,25 +147,31 @@ def test_a_refused_dataset_is_never_read_and_the_accepted_one_stays_current(prom
     scoring = promoted.defs.resolve_job_def("scoring_job").execute_in_process(
         instance=promoted.instance, partition_key=D, raise_on_error=False)
     assert scoring.success
+    population = store.current("scoring_population", D)
+    assert store.read_manifest(population)["run_id"] == scoring.run_id
     for asset in ("production_scores", "drift_report"):
         manifest = store.read_manifest(store.current(asset, D))
         assert manifest["run_id"] == scoring.run_id
-        assert manifest["inputs"]["training_dataset"]["output_dir"] == str(accepted)
+        assert manifest["inputs"]["scoring_population"]["output_dir"] == str(population)
+        assert str(refused_dir) not in json.dumps(manifest["inputs"])
 
 
-def test_a_partition_whose_only_dataset_was_refused_has_nothing_to_score(promoted, tmp_path):
+def test_a_day_whose_only_dataset_was_refused_is_still_scored(promoted, tmp_path):
+    """Daily scoring needs no refresh of the day: a day whose refresh was refused (nothing current for its
+    training_dataset) is scored from its own population, with the champion in force."""
     fresh = "2026-05-11"  # refreshed by no test
     result, _ = refresh_with_query(promoted, tmp_path, wrap("* REPLACE (3 AS level)"), partition=fresh)
     assert not result.success
     failures = failure_summary(promoted.instance, result.run_id)
     assert any(f"no dataset of {fresh} is current" in f for f in failures), failures
     assert promoted.store().current("training_dataset", fresh) is None
+    champion = promoted.registry().current_champion().version
     scoring = promoted.defs.resolve_job_def("scoring_job").execute_in_process(
         instance=promoted.instance, partition_key=fresh, raise_on_error=False)
-    assert not scoring.success
-    failures = failure_summary(promoted.instance, scoring.run_id)
-    assert any(f"no committed output of training_dataset for partition {fresh}" in f for f in failures), failures
-    assert promoted.store().current("production_scores", fresh) is None
+    assert scoring.success, failure_summary(promoted.instance, scoring.run_id)
+    scores = promoted.store().read_manifest(promoted.store().current("production_scores", fresh))
+    assert scores["champion_version"] == champion and scores["rows"] > 0
+    assert promoted.store().current("training_dataset", fresh) is None
 
 
 def test_a_run_without_the_checks_step_applies_the_same_rules_before_publishing(promoted, tmp_path):
@@ -287,10 +294,11 @@ def test_a_tampered_champion_file_is_refused_by_its_sha256_and_stays_champion(pr
 
 @pytest.mark.parametrize("changed", ["one flipped bit", "a truncated file"])
 def test_a_dataset_file_changed_after_its_commit_is_refused_by_every_reader(promoted, changed):
-    """Scoring and drift read D's scoring frame only after its sha256 matches the dataset's manifest."""
+    """Scoring and drift read D's scoring population only after its sha256 matches its manifest (here run
+    without the population step, so that they read the committed one the propagation run built)."""
     store = promoted.store()
-    dataset_dir = store.current("training_dataset", D)
-    target = dataset_dir / "scoring.parquet"
+    population_dir = store.current("scoring_population", D)
+    target = population_dir / "scoring.parquet"
     original = target.read_bytes()
     before = state(promoted, downstream=(*DOWNSTREAM, "drift_report"))
     if changed == "one flipped bit":
@@ -300,8 +308,9 @@ def test_a_dataset_file_changed_after_its_commit_is_refused_by_every_reader(prom
         altered = original[: len(original) - 100]
     target.write_bytes(bytes(altered))
     try:
-        result = promoted.defs.resolve_job_def("scoring_job").execute_in_process(
-            instance=promoted.instance, partition_key=D, raise_on_error=False)
+        result = promoted.defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=promoted.instance, partition_key=D, raise_on_error=False,
+            asset_selection=[dg.AssetKey("production_scores"), dg.AssetKey("drift_report")])
     finally:
         target.write_bytes(original)
     assert not result.success

@@ -147,10 +147,11 @@ def test_after_the_crashes_a_rerun_promotes_and_scores(promoted_project):
 
 
 @pytest.mark.parametrize("job, steps", [("refresh_job", ["training_dataset"]),
-                                        ("scoring_job", ["production_scores", "drift_report"])])
+                                        ("scoring_job", ["scoring_population"])])
 def test_a_read_only_output_folder_fails_the_step_clearly_and_changes_nothing(promoted_project, job, steps):
     """The outputs folder mounted read-only under a running job: the first step that writes fails naming the
-    file and the reason, the run fails, and every pointer, manifest and registry entry is as before."""
+    file and the reason (in scoring_job, the population: nothing downstream runs on it), the run fails, and
+    every pointer, manifest and registry entry is as before."""
     from refresh_assets.local_runs import failure_summary
 
     project = promoted_project

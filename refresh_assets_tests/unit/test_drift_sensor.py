@@ -1,5 +1,6 @@
 """drift_sensor on a real (temporary) instance holding real materialization events and runs."""
 
+import json
 import time
 import uuid
 
@@ -16,10 +17,12 @@ def instance():
         yield inst
 
 
-def drift_event(instance, partition, drifted, share=0.6):
+def drift_event(instance, partition, drifted, share=0.6, columns=None):
+    names = list(columns) if columns is not None else (["channel"] if drifted else [])
     instance.report_runless_asset_event(dg.AssetMaterialization(
         asset_key="drift_report", partition=partition,
-        metadata={"dataset_drift": drifted, "drift_share": share, "drifted_columns": 9}))
+        metadata={"dataset_drift": drifted, "drift_share": share, "drifted_columns": len(names),
+                  "drifted_column_names": dg.MetadataValue.json(names)}))
 
 
 def add_refresh_run(instance, partition, status, tags=None):
@@ -83,3 +86,74 @@ def test_minimum_interval_between_drift_triggered_rebuilds(instance):
     requests, _, skipped = drift_requests(instance, None, min_interval_hours=24, now=time.time() + 25 * 3600)
     assert [r.partition_key for r in requests] == ["2026-06-01"]
     assert any("2026-06-02" in s for s in skipped)
+
+
+DAY = 24 * 3600
+
+
+def days_from(start: str, n: int) -> list[str]:
+    import datetime as dt
+
+    first = dt.date.fromisoformat(start)
+    return [str(first + dt.timedelta(days=k)) for k in range(n)]
+
+
+def run_daily(instance, reports, start_now=None):
+    """One drift report a day, one sensor tick after each (the daemon's loop), the requested refreshes run and
+    succeed at once. ``reports``: (partition, drifted, columns). Returns the partitions refreshed."""
+    now = start_now or time.time()
+    cursor, refreshed = None, []
+    for k, (partition, drifted, columns) in enumerate(reports):
+        drift_event(instance, partition, drifted, columns=columns)
+        requests, cursor, _ = drift_requests(instance, cursor, min_interval_hours=24, now=now + k * DAY)
+        for request in requests:
+            refreshed.append(request.partition_key)
+            add_refresh_run(instance, request.partition_key, dg.DagsterRunStatus.SUCCESS, dict(request.tags))
+    return refreshed
+
+
+def test_a_drift_that_persists_ten_days_is_answered_by_exactly_one_refresh(instance):
+    days = days_from("2026-06-01", 13)
+    reports = [(days[0], False, []), (days[1], False, [])] + [(d, True, ["channel"]) for d in days[2:12]]
+    assert run_daily(instance, reports) == [days[2]]
+
+
+def test_a_different_drift_later_requests_one_more(instance):
+    days = days_from("2026-06-01", 30)
+    reports = [(d, True, ["channel"]) for d in days[:10]]
+    # later, tenure drifts too: a column the answered drift did not have
+    reports += [(d, True, ["channel", "tenure_days"]) for d in days[10:20]]
+    assert run_daily(instance, reports) == [days[0], days[10]]
+
+
+def test_a_clean_report_ends_the_episode_and_the_same_columns_drifting_again_is_a_new_drift(instance):
+    days = days_from("2026-06-01", 12)
+    reports = [(d, True, ["channel"]) for d in days[:4]] + [(days[4], False, [])]
+    reports += [(d, True, ["channel"]) for d in days[5:12]]
+    assert run_daily(instance, reports) == [days[0], days[5]]
+
+
+def test_a_failed_answer_leaves_the_drift_unanswered(instance):
+    days = days_from("2026-06-01", 3)
+    now = time.time()
+    drift_event(instance, days[0], True)
+    requests, cursor, _ = drift_requests(instance, None, min_interval_hours=24, now=now)
+    assert [r.partition_key for r in requests] == [days[0]]
+    add_refresh_run(instance, days[0], dg.DagsterRunStatus.FAILURE, dict(requests[0].tags))
+    drift_event(instance, days[1], True)
+    requests, cursor, skipped = drift_requests(instance, cursor, min_interval_hours=24, now=now + 1.1 * DAY)
+    assert [r.partition_key for r in requests] == [days[1]]
+    # while the answer is still running, the same drift waits for it
+    add_refresh_run(instance, days[1], dg.DagsterRunStatus.STARTED, dict(requests[0].tags))
+    drift_event(instance, days[2], True)
+    requests, _, skipped = drift_requests(instance, cursor, min_interval_hours=24, now=now + 2.2 * DAY)
+    assert requests == [] and "the same drift (channel) was answered by the refresh of " + days[1] in skipped[0]
+
+
+def test_a_cursor_of_the_sensor_before_episodes_is_read_as_the_last_storage_id(instance):
+    drift_event(instance, "2026-06-01", True)
+    _, cursor, _ = drift_requests(instance, None, min_interval_hours=24, now=time.time())
+    after = json.loads(cursor)["after"]
+    drift_event(instance, "2026-06-02", True, columns=["tenure_days"])
+    requests, _, _ = drift_requests(instance, str(after), min_interval_hours=24, now=time.time() + DAY)
+    assert [r.partition_key for r in requests] == ["2026-06-02"]

@@ -353,3 +353,52 @@ def test_a_query_that_cannot_bind_reports_its_own_error_not_the_parameter_count(
     """A relation that fails to bind first complains "expected 0 parameters, got 3"; the step must name the cause."""
     with pytest.raises(duckdb.CatalogException, match="player_events"):
         run_query(con, "SELECT * FROM player_events", D(2026, 2, 1), [D(2026, 1, 14)], 14)
+
+
+def test_the_daily_population_equals_the_scoring_frame_of_a_refresh_of_the_same_day():
+    """``scoring_population`` runs the query for the one snapshot D; a refresh of D runs it for every snapshot of
+    its plan. Both must store the same rows, dtypes and hash, so both paths score the same people (on a small
+    simulated game with purchases, NULLs in days_since_last_purchase, and players coming and going)."""
+    from refresh_assets.core.artifacts import frame_hash
+    from refresh_assets.core.features import build_scoring_population
+    from refresh_assets.core.simulate import SimulationConfig, simulate
+
+    tables = simulate(SimulationConfig(n_players=600, days=120, start_date=D(2026, 1, 5), seed=3,
+                                              warmup_days=60))
+    c = duckdb.connect()
+    for name, frame in tables.items():
+        c.register(f"{name}_frame", frame)
+        c.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_frame")
+    for day in (D(2026, 4, 12), D(2026, 5, 3)):
+        refresh = build_dataset(c, DatasetSpec(as_of_date=day))
+        population = build_scoring_population(c, day, 14)
+        assert len(population.scoring) > 100
+        pd.testing.assert_frame_equal(population.scoring, refresh.scoring, check_exact=True)
+        assert frame_hash(population.scoring) == frame_hash(refresh.scoring)
+        assert population.stats["scoring"] == refresh.stats["scoring"]
+        assert "label" not in population.scoring.columns
+
+
+def test_an_integer_feature_null_only_in_older_snapshots_is_stored_alike_by_both_paths(con):
+    """A query result holds an integer column with a NULL anywhere as pandas' nullable Int32: a refresh's
+    multi-snapshot result would then store D's scoring rows as Int32 and the one-snapshot population as int32.
+    Both store them by D's rows alone."""
+    from refresh_assets.core.artifacts import frame_hash
+    from refresh_assets.core.features import build_scoring_population
+
+    sql, _ = load_query()
+    # a feature NULL for snapshots before Jan 20 only
+    query = f"SELECT *, CASE WHEN as_of_date < DATE '2026-01-20' THEN NULL ELSE 7 END AS weekly FROM ({sql})"
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "q.sql"
+        script.write_text(query)
+        day = D(2026, 2, 1)
+        spec = DatasetSpec(as_of_date=day, data_start_date=D(2026, 1, 3), label_horizon_days=7, holdout_days=7)
+        refresh = build_dataset(con, spec, script)
+        population = build_scoring_population(con, day, 7, script)
+    assert str(refresh.train["weekly"].dtype) == "Int32"  # NULLs in the older snapshots
+    assert str(population.scoring["weekly"].dtype) == str(refresh.scoring["weekly"].dtype) == "int32"
+    assert frame_hash(population.scoring) == frame_hash(refresh.scoring)

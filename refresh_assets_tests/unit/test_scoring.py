@@ -64,3 +64,25 @@ def test_chunked_scoring_equals_one_predict_proba_call_bit_for_bit(algorithm):
     whole = np.asarray(pipeline.predict_proba(feature_frame(batch))[:, 1], dtype=np.float64)
     for chunk_rows in (97, 360, 1079, 5000):
         assert np.array_equal(predict_scores(pipeline, batch, chunk_rows=chunk_rows), whole), chunk_rows
+
+
+def test_a_champion_scores_on_its_own_features_when_the_population_has_a_new_one():
+    """A query changed to return a new feature before the next promotion: the champion in force still scores on
+    the columns it was fitted on, in their order, and gives the same scores as without the new column."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"entity_id": range(200), "spend": rng.normal(size=200),
+                          "platform": rng.choice(["ios", "android"], 200)})
+    labels = (train["spend"] > 0).astype(int)
+    model = Pipeline([("prep", ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), ["platform"])],
+                                                 remainder="passthrough")),
+                      ("model", LogisticRegression())]).fit(train.drop(columns=["entity_id"]), labels)
+    batch = train.assign(as_of_date=pd.Timestamp("2026-06-01"))
+    widened = batch.assign(brand_new=rng.normal(size=200))[["brand_new", "as_of_date", "platform", "entity_id", "spend"]]
+    plain = score_batch(model, batch, 0.1, 3)
+    wide = score_batch(model, widened, 0.1, 3)
+    np.testing.assert_array_equal(wide["churn_score"].to_numpy(), plain["churn_score"].to_numpy())

@@ -101,3 +101,55 @@ def test_a_rule_that_cannot_read_the_data_fails_instead_of_crashing():
     problems = failed(dataset(train=frame(8, "2026-05-04").drop(columns=["label"])))
     assert "train is missing column(s) ['label']" in problems["schema"]
     assert problems["label_values"].startswith("could not evaluate label_values: KeyError")
+
+
+# -- the daily scoring population -----------------------------------------------------------------------------
+
+def population_failures(scoring: pd.DataFrame, expected=None, rows_after: int = 0, **limits) -> dict[str, str]:
+    from refresh_assets.core.validation import PopulationLimits, PopulationUnderTest, validate_population
+
+    data = PopulationUnderTest(scoring, D, rows_after, expected)
+    return {r.rule: r.message for r in validate_population(data, PopulationLimits(**limits)) if not r.passed}
+
+
+TRAINED_ON = {"spend": "number", "platform": "text"}
+
+
+def test_a_clean_population_passes_with_or_without_a_champion():
+    from refresh_assets.core.validation import PopulationLimits, PopulationUnderTest, validate_population
+
+    population = frame(5, "2026-06-01", labelled=False)
+    assert population_failures(population) == {}
+    results = validate_population(PopulationUnderTest(population, D, 0, TRAINED_ON), PopulationLimits())
+    assert [r.rule for r in results] == ["schema", "row_counts", "unique_keys", "no_future_dates", "null_rates"]
+    assert "as the champion expects" in results[0].message
+
+
+def test_a_population_the_champion_cannot_score_is_refused_naming_the_feature():
+    missing = frame(5, "2026-06-01", labelled=False).drop(columns=["platform"])
+    assert "trained on feature(s) ['platform'] that the scoring population lacks" in \
+        population_failures(missing, TRAINED_ON)["schema"]
+    retyped = frame(5, "2026-06-01", labelled=False, spend=["a", "b", "c", "d", "e"])
+    assert "feature 'spend' is text but the champion was trained on it as number" in \
+        population_failures(retyped, TRAINED_ON)["schema"]
+
+
+def test_a_feature_the_champion_does_not_know_is_reported_not_refused():
+    from refresh_assets.core.validation import PopulationLimits, PopulationUnderTest, check_population_schema
+
+    extra = frame(5, "2026-06-01", labelled=False, new_feature=[1, 2, 3, 4, 5])
+    result = check_population_schema(PopulationUnderTest(extra, D, 0, TRAINED_ON), PopulationLimits())
+    assert result.passed and result.metadata["unused_by_champion"] == ["new_feature"]
+    assert "['new_feature'] not used by the champion" in result.message
+
+
+def test_population_rows_keys_dates_and_nulls():
+    population = frame(5, "2026-06-01", labelled=False)
+    assert "has 5 rows, fewer than the minimum 6" in population_failures(population, min_rows=6)["row_counts"]
+    duplicated = pd.concat([population, population.iloc[:1]], ignore_index=True)
+    assert "scoring has 2 rows sharing an (entity_id, as_of_date)" in population_failures(duplicated)["unique_keys"]
+    assert "3 row(s) with as_of_date after the refresh date" in \
+        population_failures(population, rows_after=3)["no_future_dates"]
+    broken = frame(5, "2026-06-01", labelled=False, spend=[None, None, None, None, 1.0])
+    assert "feature 'spend' is NULL in 80.0% of scoring rows, above 50%" in \
+        population_failures(broken, max_null_rate=0.5)["null_rates"]
