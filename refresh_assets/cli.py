@@ -18,6 +18,7 @@ from pathlib import Path
 from refresh_assets import settings
 
 DEMO_PARTITIONS_BACK = (7, 0)  # the demo refreshes the two last weekly dates of the simulated window
+DEMO_SCORED_DAY_BACK = 4  # and scores a day between them, as the daily schedule would
 
 
 def _set_data_dir(path: str | None) -> Path:
@@ -416,8 +417,26 @@ def cmd_serve(args) -> int:
     return max(proc.returncode or 0 for proc in procs)
 
 
+def _demo_daily_scoring(instance, day: str) -> bool:
+    """A day between the two refreshes: scored by scoring_job alone, as the daily schedule does."""
+    from refresh_assets.definitions import defs
+    from refresh_assets.local_runs import failure_summary, run_scoring
+
+    print(f"== daily scoring {day} (no refresh of this day) ==", flush=True)
+    t0 = time.perf_counter()
+    outcome = run_scoring(defs, instance, day, raise_on_error=False, quiet=True)
+    for line in failure_summary(instance, outcome.run_id):
+        print(f"  {line}", file=sys.stderr)
+    print(scoring_summary(day))
+    print(f"(scoring run {outcome.run_id[:8]} {'ok' if outcome.success else 'FAILED'} in "
+          f"{time.perf_counter() - t0:.0f}s; drift-triggered refreshes: {len(outcome.drift_refresh_runs)})\n",
+          flush=True)
+    return outcome.success and all(ok for *_, ok in outcome.drift_refresh_runs + outcome.propagation_runs)
+
+
 def cmd_demo(args) -> int:
-    """Simulate (if absent), refresh the last two weekly dates, chain propagation, print the summary."""
+    """Simulate (if absent), refresh the last two weekly dates (scoring a day between them as the daily schedule
+    would), chain propagation, print the summary."""
     from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
 
     data = settings.data_dir()
@@ -452,6 +471,8 @@ def cmd_demo(args) -> int:
         print(f"(refresh run {outcome.run_id[:8]} {'ok' if outcome.success else 'FAILED'} in "
               f"{time.perf_counter() - t0:.0f}s; propagation runs requested by promotion_sensor: "
               f"{len(outcome.propagation_runs)})\n", flush=True)
+        if partition == partitions[0]:
+            ok &= _demo_daily_scoring(instance, str(last - dt.timedelta(days=DEMO_SCORED_DAY_BACK)))
     print(champion_report(False))
     print(f"\noutputs and manifests under {data / 'outputs'}")
     relative = os.path.relpath(data)

@@ -252,6 +252,8 @@ OP_CONFIGS: dict[str, type[dg.Config]] = {
     "training_dataset_checks": DatasetChecksConfig,
     **{f"candidate_{a}": TrainingConfig for a in ALL_ALGORITHMS},
     "model_comparison": ComparisonConfig,
+    # rollback_job's inputs (`trigger --job rollback_job --set rollback_to_version=1 --set reason=...`)
+    "champion_model": ChampionConfig,
 }
 
 
@@ -277,8 +279,8 @@ def preflight(run_config: dict[str, Any] | None, partition_key: str | None) -> l
             as_of = dt.date.fromisoformat(partition_key)
         except ValueError:
             problems.append(f"partition key {partition_key!r} is not a date YYYY-MM-DD")
-    unknown = sorted(set(ops) - set(OP_CONFIGS) - {"champion_model", "champion_shadow_test", "scoring_population",
-                                                   "production_scores", "drift_report"})
+    unknown = sorted(set(ops) - set(OP_CONFIGS) - {"champion_shadow_test", "scoring_population", "production_scores",
+                                                   "drift_report"})
     if unknown:
         problems.append(f"unknown op(s) in run config: {unknown}; known: {sorted(OP_CONFIGS)}")
     for op_name, cls in OP_CONFIGS.items():

@@ -2,7 +2,7 @@
 
 It calls the same core functions with the same settings and writes the same files (the three dataset
 frames, four skops models, the decision, the reports, the holdout scores, the registry promotion, the
-production scores), so the only difference left with a Dagster run is the orchestration: Dagster's own
+scoring population, the production scores), so the only difference left with a Dagster run is the orchestration: Dagster's own
 work, the audit record, manifests and file hashes, and reading inputs back from disk between steps.
 """
 
@@ -17,7 +17,7 @@ BASE = ("logreg", "random_forest", "hist_gb")
 
 
 def plain_refresh(warehouse: str | Path, workdir: str | Path, partition: str, settings: dict[str, Any]) -> dict:
-    """Dataset -> candidates -> comparison -> champion -> scores for one partition, in this process."""
+    """Dataset -> candidates -> comparison -> champion -> population -> scores for one partition, in this process."""
     import pandas as pd
 
     from refresh_assets.core import evaluate, features, models, report
@@ -75,7 +75,11 @@ def plain_refresh(warehouse: str | Path, workdir: str | Path, partition: str, se
                                 partition_key=partition, metrics=metrics[decision.challenger],
                                 dataset_hash="n/a", run_id="plain-script", reason=decision.reason)
     model = registry.load_model(champion.version)
-    batch = pd.read_parquet(data / "scoring.parquet")
+    # the propagation's population: D's scoring rows built alone, as scoring_population does
+    with features.open_source(warehouse) as con:
+        population = features.build_scoring_population(con, spec.as_of_date, spec.label_horizon_days)
+    atomic_write_parquet(work / "population" / "scoring.parquet", population.scoring)
+    batch = pd.read_parquet(work / "population" / "scoring.parquet")
     scores = score_batch(model, batch, scoring["top_k_share"], champion.version)
     atomic_write_parquet(work / "scores" / "scores.parquet", scores)
     return {"promoted": decision.challenger, "scored_rows": int(len(scores)),

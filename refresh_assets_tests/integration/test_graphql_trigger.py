@@ -176,7 +176,7 @@ def test_raw_graphql_example_launches_a_run(server, first_refresh):
 
 def test_refusals_are_clear(server):
     port, data, instance = server
-    with pytest.raises(trigger.TriggerError, match=r"no job 'nope_job'.*propagation_job, refresh_job, scoring_job"):
+    with pytest.raises(trigger.TriggerError, match=r"no job 'nope_job'.*propagation_job, refresh_job, rollback_job, scoring_job"):
         trigger.launch(HOST, port, "nope_job", FIRST, {})
     with pytest.raises(trigger.TriggerError, match="'2099-01-01' is not a partition of refresh_job"):
         trigger.launch(HOST, port, "refresh_job", "2099-01-01", {})
