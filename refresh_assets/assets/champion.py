@@ -26,7 +26,7 @@ ROLLBACK_JOB = "rollback_job"
     kinds={"duckdb"},
     description=(
         "The champion in force after D's decision. Always materialized: metadata says promoted true/false, the "
-        "version and why; its data version changes only on a promotion."
+        "version and why; its data version changes only when the champion does (a promotion or a rollback)."
     ),
 )
 def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, artifacts: ArtifactStore,

@@ -319,3 +319,23 @@ def test_a_dataset_file_changed_after_its_commit_is_refused_by_every_reader(prom
     for failure in failures:
         assert f"{target} changed after it was committed" in failure and "refusing to read it" in failure
     assert state(promoted, downstream=(*DOWNSTREAM, "drift_report")) == before
+
+
+@pytest.mark.parametrize("version, message", [
+    (0, "rollback_job needs ops.champion_model.config.rollback_to_version"),
+    (1, "v1 is already the champion: nothing to roll back"),
+    (99, "model version 99 is not in the registry; known versions: [1]"),
+])
+def test_a_rollback_that_cannot_be_done_fails_in_one_line_and_changes_nothing(promoted, version, message):
+    from refresh_assets.local_runs import rollback_run_config
+
+    before = state(promoted)
+    runs_before = len(promoted.instance.get_run_records())
+    result = promoted.defs.resolve_job_def("rollback_job").execute_in_process(
+        instance=promoted.instance, partition_key=D, run_config=rollback_run_config(version, "test"),
+        raise_on_error=False)
+    assert not result.success
+    failures = failure_summary(promoted.instance, result.run_id)
+    assert len(failures) == 1 and message in failures[0], failures
+    assert state(promoted) == before
+    assert len(promoted.instance.get_run_records()) == runs_before + 1  # no retry, nothing chained

@@ -4,7 +4,8 @@
   project once its groups are expanded; a screenshot of it is kept as docs/lineage.png (written only when the
   whole test passes).
 * The launchpad of refresh_job (/locations/refresh_assets/jobs/refresh_job/playground) shows the job's run
-  inputs (tuning_budget, min_improvement) in its config editor.
+  inputs (tuning_budget, min_improvement) in its config editor, and rollback_job's the version to roll back to
+  and the reason.
 
 The browser is Debian's chromium (/usr/bin/chromium, installed by .ci/run with apt), driven by Playwright's Python
 package: Playwright's own browser download (`playwright install`) is never used.
@@ -36,11 +37,11 @@ VIEWPORT = {"width": 1600, "height": 1000}
 TIMEOUT_MS = 60_000
 
 #: The assets the lineage page must show (the refresh chain, its propagation and the drift check).
-ASSETS = ("training_dataset", "candidate_ensemble", "model_comparison", "champion_model", "production_scores",
-          "drift_report")
+ASSETS = ("training_dataset", "candidate_ensemble", "model_comparison", "champion_model", "scoring_population",
+          "production_scores", "drift_report")
 #: Every node whose name is rendered in full, used to judge whether the whole graph fits in the screenshot.
 FULL_NAMES = ASSETS + ("candidate_logreg", "candidate_hist_gb")
-GROUPS = ("candidates", "refresh", "propagation", "monitoring")
+GROUPS = ("candidates", "refresh", "scoring", "propagation", "monitoring")
 SCREENSHOT = REPO / "docs" / "lineage.png"
 
 
@@ -118,7 +119,8 @@ def test_lineage_graph_and_refresh_launchpad(webserver, browser_context, tmp_pat
         toggle.click()
         page.get_by_placeholder("Jump to…").wait_for(state="hidden")
         page.keyboard.press("Alt+e")
-        for name in ASSETS:
+        # the graph renders only the nodes in view: the first ones now, every one once zoomed out below
+        for name in ASSETS[:4]:
             page.get_by_text(name, exact=True).first.wait_for(state="visible")
         # zoom out until the whole graph is in view
         zoom_out = page.locator("button").filter(has=page.get_by_role("img", name="zoom_out"))
@@ -128,6 +130,7 @@ def test_lineage_graph_and_refresh_launchpad(webserver, browser_context, tmp_pat
                 break
             zoom_out.click()
         for name in ASSETS:
+            page.get_by_text(name, exact=True).first.wait_for(state="visible")
             assert page.get_by_text(name, exact=True).first.is_visible(), f"{name} not shown on the lineage page"
         dismiss_dialogs(page)
         page.screenshot(path=str(shot))
@@ -146,6 +149,17 @@ def test_lineage_graph_and_refresh_launchpad(webserver, browser_context, tmp_pat
         assert "tuning_budget:" in text and "min_improvement:" in text, text
         assert page.get_by_text("tuning_budget", exact=False).first.is_visible()
         assert page.get_by_role("button", name="Launch Run").is_visible()
+
+        # -- the launchpad of rollback_job: a rollback from the UI names the version and the reason
+        page.goto(f"{webserver}/locations/refresh_assets/jobs/rollback_job/playground")
+        expect(page).to_have_title(re.compile(r"rollback_job.*Launchpad"))
+        dismiss_dialogs(page)
+        text = editor_text(page)
+        if "rollback_to_version" not in text:
+            page.get_by_role("button", name="Scaffold all default config").click()
+            page.wait_for_timeout(500)
+            text = editor_text(page)
+        assert "rollback_to_version:" in text and "reason:" in text, text
     except Exception:
         page.screenshot(path=str(tmp_path / "failure.png"))
         raise
