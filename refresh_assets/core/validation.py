@@ -292,15 +292,20 @@ RULES: dict[str, tuple[Callable[[DatasetUnderTest, DatasetLimits], RuleResult], 
 }
 
 
-def validate(data: DatasetUnderTest, limits: DatasetLimits) -> list[RuleResult]:
-    """Every rule, in order; a rule that cannot even be evaluated on this data fails, saying why."""
+def run_rules(rules: dict, data, limits) -> list[RuleResult]:
+    """Every rule of ``rules``, in order; a rule that cannot even be evaluated on this data fails, saying why."""
     results = []
-    for rule, (check, _) in RULES.items():
+    for rule, (check, _) in rules.items():
         try:
             results.append(check(data, limits))
         except Exception as exc:  # a frame so broken a rule cannot read it is a failed rule, not a crash
             results.append(RuleResult(rule, False, f"could not evaluate {rule}: {type(exc).__name__}: {exc}"))
     return results
+
+
+def validate(data: DatasetUnderTest, limits: DatasetLimits) -> list[RuleResult]:
+    """Every dataset rule, in order."""
+    return run_rules(RULES, data, limits)
 
 
 # -- the daily scoring population ------------------------------------------------------------------------------
@@ -393,11 +398,5 @@ POPULATION_RULES: dict[str, tuple[Callable[[PopulationUnderTest, PopulationLimit
 
 
 def validate_population(data: PopulationUnderTest, limits: PopulationLimits) -> list[RuleResult]:
-    """Every scoring-population rule, in order; a rule that cannot be evaluated fails, saying why."""
-    results = []
-    for rule, (check, _) in POPULATION_RULES.items():
-        try:
-            results.append(check(data, limits))
-        except Exception as exc:
-            results.append(RuleResult(rule, False, f"could not evaluate {rule}: {type(exc).__name__}: {exc}"))
-    return results
+    """Every scoring-population rule, in order."""
+    return run_rules(POPULATION_RULES, data, limits)

@@ -101,6 +101,17 @@ def editor_text(page) -> str:
     return editor.evaluate("e => e.CodeMirror ? e.CodeMirror.getValue() : e.innerText")
 
 
+def launchpad_config(page, field: str) -> str:
+    """The launchpad's config YAML, with the job's defaults scaffolded when ``field`` is not shown yet (older
+    UIs leave the defaults out of the editor until asked)."""
+    text = editor_text(page)
+    if field not in text:
+        page.get_by_role("button", name="Scaffold all default config").click()
+        page.wait_for_timeout(500)
+        text = editor_text(page)
+    return text
+
+
 def test_lineage_graph_and_refresh_launchpad(webserver, browser_context, tmp_path):
     from playwright.sync_api import expect
 
@@ -140,12 +151,7 @@ def test_lineage_graph_and_refresh_launchpad(webserver, browser_context, tmp_pat
         expect(page).to_have_title(re.compile(r"refresh_job.*Launchpad"))
         expect(page.get_by_text("refresh_job").first).to_be_visible()
         dismiss_dialogs(page)
-        text = editor_text(page)
-        if "tuning_budget" not in text:
-            # older UIs leave the defaults out of the editor until asked
-            page.get_by_role("button", name="Scaffold all default config").click()
-            page.wait_for_timeout(500)
-            text = editor_text(page)
+        text = launchpad_config(page, "tuning_budget")
         assert "tuning_budget:" in text and "min_improvement:" in text, text
         assert page.get_by_text("tuning_budget", exact=False).first.is_visible()
         assert page.get_by_role("button", name="Launch Run").is_visible()
@@ -154,11 +160,7 @@ def test_lineage_graph_and_refresh_launchpad(webserver, browser_context, tmp_pat
         page.goto(f"{webserver}/locations/refresh_assets/jobs/rollback_job/playground")
         expect(page).to_have_title(re.compile(r"rollback_job.*Launchpad"))
         dismiss_dialogs(page)
-        text = editor_text(page)
-        if "rollback_to_version" not in text:
-            page.get_by_role("button", name="Scaffold all default config").click()
-            page.wait_for_timeout(500)
-            text = editor_text(page)
+        text = launchpad_config(page, "rollback_to_version")
         assert "rollback_to_version:" in text and "reason:" in text, text
     except Exception:
         page.screenshot(path=str(tmp_path / "failure.png"))
