@@ -52,8 +52,10 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifac
                                        html_path=out.path / "drift_report.html")
         out.add_file("drift_report.html")
         out.write_json("drift.json", result.to_dict())
-        drifted = [c.column for c in result.columns if c.drifted]
-        audit.log(f"dataset drift: {result.dataset_drift} ({len(drifted)}/{len(result.columns)} columns drifted, "
+        # judged columns only: one with too few values is shown in the report but counts for nothing, here too
+        drifted = list(result.drifted_columns)
+        judged = sum(c.judged for c in result.columns)
+        audit.log(f"dataset drift: {result.dataset_drift} ({len(drifted)}/{judged} judged columns drifted, "
                   f"share {result.drift_share:.2f} vs threshold {result.share_threshold:.2f}): {drifted}")
         final = audit.commit(out, {"drift": result.to_dict(), "champion_version": champion.version,
                                    "reference_partition": champion.partition_key})
@@ -77,7 +79,7 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifac
             check_name=DRIFT_CHECK,
             passed=not result.dataset_drift,
             severity=dg.AssetCheckSeverity.WARN,
-            description=(f"{len(drifted)} of {len(result.columns)} columns drifted: {', '.join(drifted) or 'none'}"),
+            description=(f"{len(drifted)} of {judged} judged columns drifted: {', '.join(drifted) or 'none'}"),
             metadata=figures,
         )],
     )
