@@ -27,12 +27,13 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "bench_drift_row": ("drift_check",),
     "bench_load": ("code_location_load",),
     "bench_scoring": ("batch_scoring",),
+    "bench_daily_scoring": ("daily_scoring",),
     "bench_backfill": ("backfill_flatness",),
     "bench_sensor": ("sensor_tick",),
 }
 ANALYSIS = Path(__file__).with_name("ANALYSIS.md")
 ROW_ORDER = ("refresh_inprocess", "refresh_multiprocess", "dataset_build", "drift_check", "code_location_load",
-             "batch_scoring", "backfill_flatness", "sensor_tick", "refresh_peak_memory")
+             "batch_scoring", "daily_scoring", "backfill_flatness", "sensor_tick", "refresh_peak_memory")
 
 
 def _failed_rows(names: tuple[str, ...], error: BaseException) -> list[Row]:
@@ -84,7 +85,7 @@ def _spread(row: dict, key: str) -> str:
 #: the per-run field whose spread the table shows for each row
 SPREAD_FIELD = {"refresh_inprocess": "ratio", "refresh_multiprocess": "ratio", "dataset_build": "speedup",
                 "drift_check": "speedup", "code_location_load": "extra_seconds", "batch_scoring": "ratio",
-                "backfill_flatness": "refresh_seconds", "sensor_tick": "steady_seconds",
+                "daily_scoring": "ratio", "backfill_flatness": "refresh_seconds", "sensor_tick": "steady_seconds",
                 "refresh_peak_memory": "peak_rss_gib"}
 
 
