@@ -18,7 +18,7 @@ DRIFTED = [str(DRIFT_DATE + dt.timedelta(days=d)) for d in (35, 42, 49, 56)]
 def materialize_drift(project, partition):
     job = project.defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(instance=project.instance, partition_key=partition,
-                                    asset_selection=[dg.AssetKey("training_dataset"), dg.AssetKey("drift_report")],
+                                    asset_selection=[dg.AssetKey("scoring_population"), dg.AssetKey("drift_report")],
                                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     assert result.success
     record = project.instance.fetch_materializations(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import time
 
 import dagster as dg
 import pytest
@@ -27,9 +26,13 @@ from refresh_assets_tests.integration.dagster_processes import (
     REPO,
     dagster_processes,
     end_every_run,
-    post_graphql,
     project_env,
+    schedule_state,
+    start_schedule,
+    stop_schedule,
+    stop_sensor,
     wait_for,
+    yesterday_utc,
 )
 from refresh_assets_tests.integration.test_postgres_ops import (  # noqa: F401 (pg_database is a fixture)
     PG,
@@ -40,55 +43,13 @@ pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
 SCHEDULE = "weekly_refresh_schedule"
-START_SCHEDULE = """
-mutation Start($selector: ScheduleSelector!) {
-  startSchedule(scheduleSelector: $selector) {
-    __typename
-    ... on ScheduleStateResult { scheduleState { id status } }
-    ... on PythonError { message }
-  }
-}"""
-SENSOR_STATE = """
-query SensorState($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) {
-    __typename
-    ... on Sensor { sensorState { id status } }
-    ... on PythonError { message }
-  }
-}"""
-STOP_SENSOR = """
-mutation StopSensor($id: String!) {
-  stopSensor(id: $id) {
-    __typename
-    ... on StopSensorMutationResult { instigationState { status } }
-    ... on PythonError { message }
-  }
-}"""
-STOP_SCHEDULE = """
-mutation Stop($id: String!) {
-  stopRunningSchedule(id: $id) {
-    __typename
-    ... on ScheduleStateResult { scheduleState { status } }
-    ... on PythonError { message }
-  }
-}"""
-
-
-def _yesterday() -> dt.date:
-    """The partition the schedule requests: yesterday (UTC). Not within 3 minutes of midnight, when the
-    launch and the schedule's tick could fall on different days."""
-    now = dt.datetime.now(dt.timezone.utc)
-    midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    if (midnight - now).total_seconds() < 180:
-        time.sleep((midnight - now).total_seconds() + 5)
-    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, pg_database):
     from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
 
-    yesterday = _yesterday()
+    yesterday = yesterday_utc()
     root = tmp_path_factory.mktemp("schedule_race")
     warehouse = root / "raw.duckdb"
     simulate_to_duckdb(SimulationConfig(n_players=1200, days=119, start_date=yesterday - dt.timedelta(days=118),
@@ -114,23 +75,19 @@ def test_a_scheduled_and_a_graphql_refresh_of_one_partition_run_one_after_the_ot
     from refresh_assets.core.registry import ModelRegistry
 
     port, instance, data, partition = live
-    repository = {"repositoryLocationName": "refresh_assets", "repositoryName": "__repository__"}
-    sensor = post_graphql(port, SENSOR_STATE, {"selector": {**repository, "sensorName": "promotion_sensor"}})
-    sensor_id = sensor["data"]["sensorOrError"]["sensorState"]["id"]
-    stopped = post_graphql(port, STOP_SENSOR, {"id": sensor_id})["data"]["stopSensor"]
-    assert stopped["instigationState"]["status"] == "STOPPED", stopped
-    selector = {**repository, "scheduleName": SCHEDULE}
-    started = post_graphql(port, START_SCHEDULE, {"selector": selector})["data"]["startSchedule"]
-    assert started["__typename"] == "ScheduleStateResult", started
+    stop_sensor(port, "promotion_sensor")
+    state_id = start_schedule(port, SCHEDULE)
     try:
         scheduled_run = wait_for(
             lambda: [r.run_id for r in instance.get_runs(dg.RunsFilter(tags={"dagster/schedule_name": SCHEDULE}))],
             timeout=150, interval=0.5, what="the daemon's schedule tick to submit a refresh")
         # at once, while the scheduled refresh is queued or running: the same partition over GraphQL
         launched = trigger.launch(HOST, port, "refresh_job", partition, LIGHT_RUN_CONFIG, {"requested_by": "test"})
+        # the tick done before the schedule is stopped (see dagster_processes.stop_schedule)
+        wait_for(lambda: [t for t in schedule_state(port, SCHEDULE)["ticks"] if t["status"] == "SUCCESS"],
+                 timeout=60, interval=0.5, what="the schedule's tick to end")
     finally:
-        stopped = post_graphql(port, STOP_SCHEDULE, {"id": started["scheduleState"]["id"]})
-        assert stopped["data"]["stopRunningSchedule"]["scheduleState"]["status"] == "STOPPED", stopped
+        stop_schedule(port, SCHEDULE, state_id)
     (scheduled,) = scheduled_run
     assert instance.get_run_by_id(scheduled).tags["dagster/partition"] == partition
     created = {r.dagster_run.run_id: r.create_timestamp.timestamp()
