@@ -126,6 +126,31 @@ def post_graphql(port: int, query: str, variables: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
+@contextmanager
+def production_server(root: Path, warehouse: Path, pg: dict[str, str], end_timeout: float = 300, **extra: str):
+    """The repo's production dagster.yaml (unchanged) on the PostgreSQL settings ``pg`` (REFRESH_ASSETS_PG_*),
+    a webserver and a daemon on it, and this process's instance on the same database. Yields (port, instance,
+    data folder, env); every run must have ended by teardown (``end_every_run``). Logs stay in root/logs."""
+    import shutil
+
+    import dagster as dg
+    import pytest
+
+    home, data = root / "home", root / "data"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = project_env(home, data, warehouse, **pg, **extra)
+    with pytest.MonkeyPatch.context() as mp:
+        # this process reads the same instance: dagster.yaml takes the connection from the environment
+        for key in (*pg, "REFRESH_ASSETS_COMPUTE_LOG_DIR"):
+            mp.setenv(key, env[key])
+        with dg.DagsterInstance.from_config(str(home)) as instance, \
+                dagster_processes(env, root / "logs") as port:
+            yield port, instance, data, env
+            end_every_run(instance, port, root / "logs", timeout=end_timeout)
+    print(f"\nprocess logs: {root / 'logs'}")
+
+
 REPOSITORY = {"repositoryLocationName": "refresh_assets", "repositoryName": "__repository__"}
 START_SCHEDULE = """
 mutation Start($selector: ScheduleSelector!) {

@@ -34,7 +34,6 @@ tick (every minute) is waited for while that refresh runs.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +46,9 @@ from refresh_assets import trigger
 from refresh_assets.core.object_store import read_output_json
 from refresh_assets.local_runs import rollback_run_config
 from refresh_assets_tests.integration.dagster_processes import (
-    REPO,
     REPOSITORY,
-    dagster_processes,
-    end_every_run,
     post_graphql,
-    project_env,
+    production_server,
     schedule_state,
     start_schedule,
     stop_schedule,
@@ -209,21 +205,11 @@ def loop(tmp_path_factory, pg_database):
                                         seed=21), warehouse)
     added = inject_new_player_burst(warehouse, days["D2"], yesterday, BURST_SHARE, seed=11)
     print(f"\nwarehouse up to {yesterday}; {added} new 'influencer' players installed on {days['D2']}")
-    home, data = root / "home", root / "data"
-    home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")  # the production instance, unchanged
-    env = project_env(home, data, warehouse, **PG, REFRESH_ASSETS_PG_DB=pg_database,
-                      REFRESH_ASSETS_SCORING_CRON="* * * * *",
-                      # steps run in each run's own process (see test_postgres_ops)
-                      REFRESH_ASSETS_EXECUTOR="in_process")
-    with pytest.MonkeyPatch.context() as mp:
-        for key in (*PG, "REFRESH_ASSETS_PG_DB", "REFRESH_ASSETS_COMPUTE_LOG_DIR"):
-            mp.setenv(key, env[key])
-        with dg.DagsterInstance.from_config(str(home)) as instance, \
-                dagster_processes(env, root / "logs") as port:
-            yield Loop(port, instance, data, {name: day.isoformat() for name, day in days.items()})
-            end_every_run(instance, port, root / "logs", timeout=300)
-    print(f"\nprocess logs: {root / 'logs'}")
+    pg = {**PG, "REFRESH_ASSETS_PG_DB": pg_database}
+    # steps run in each run's own process (see test_postgres_ops)
+    with production_server(root, warehouse, pg, REFRESH_ASSETS_SCORING_CRON="* * * * *",
+                           REFRESH_ASSETS_EXECUTOR="in_process") as (port, instance, data, _):
+        yield Loop(port, instance, data, {name: day.isoformat() for name, day in days.items()})
 
 
 def test_a_weak_refresh_of_d0_makes_champion_v1_and_propagates(loop):

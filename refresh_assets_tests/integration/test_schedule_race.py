@@ -15,7 +15,6 @@ refreshes are the only runs, so nothing else shares their queue.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import dagster as dg
 import pytest
@@ -23,10 +22,7 @@ import pytest
 from refresh_assets import trigger
 from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG
 from refresh_assets_tests.integration.dagster_processes import (
-    REPO,
-    dagster_processes,
-    end_every_run,
-    project_env,
+    production_server,
     schedule_state,
     start_schedule,
     stop_schedule,
@@ -54,21 +50,11 @@ def live(tmp_path_factory, pg_database):
     warehouse = root / "raw.duckdb"
     simulate_to_duckdb(SimulationConfig(n_players=1200, days=119, start_date=yesterday - dt.timedelta(days=118),
                                         seed=5), warehouse)
-    home, data = root / "home", root / "data"
-    home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")  # the production instance, unchanged
-    env = project_env(home, data, warehouse, **PG, REFRESH_ASSETS_PG_DB=pg_database,
-                      REFRESH_ASSETS_REFRESH_CRON="* * * * *",
-                      # the run queue is under test; steps run in each run's own process (see test_postgres_ops)
-                      REFRESH_ASSETS_EXECUTOR="in_process")
-    with pytest.MonkeyPatch.context() as mp:
-        for key in (*PG, "REFRESH_ASSETS_PG_DB", "REFRESH_ASSETS_COMPUTE_LOG_DIR"):
-            mp.setenv(key, env[key])
-        with dg.DagsterInstance.from_config(str(home)) as instance, \
-                dagster_processes(env, root / "logs") as port:
-            yield port, instance, data, yesterday.isoformat()
-            end_every_run(instance, port, root / "logs", timeout=300)
-    print(f"\nprocess logs: {root / 'logs'}")
+    pg = {**PG, "REFRESH_ASSETS_PG_DB": pg_database}
+    # the run queue is under test; steps run in each run's own process (see test_postgres_ops)
+    with production_server(root, warehouse, pg, REFRESH_ASSETS_REFRESH_CRON="* * * * *",
+                           REFRESH_ASSETS_EXECUTOR="in_process") as (port, instance, data, _):
+        yield port, instance, data, yesterday.isoformat()
 
 
 def test_a_scheduled_and_a_graphql_refresh_of_one_partition_run_one_after_the_other(live):
