@@ -10,7 +10,7 @@ the previous accepted dataset stays current. The thresholds are launchpad config
 
 import dagster as dg
 
-from refresh_assets.assets.dataset import CHECKS_OP, DATASET, accept_or_refuse
+from refresh_assets.assets.dataset import CHECKS_OP, DATASET, accept_or_refuse, run_limits
 from refresh_assets.config import DatasetChecksConfig
 from refresh_assets.core.validation import RULES
 from refresh_assets.resources import ArtifactStore
@@ -43,7 +43,8 @@ def training_dataset_checks(context: dg.AssetCheckExecutionContext, config: Data
         raise RuntimeError(f"{CHECKS_OP} runs inside a partitioned refresh: the run has no partition key")
     store = artifacts.store()
     output_dir = store.locate(dataset_built_for(context, partition_key))
-    results, refused = accept_or_refuse(store, partition_key, output_dir, config, context.log)
+    results, refused = accept_or_refuse(store, partition_key, output_dir,
+                                        run_limits(context.run.run_config, config), context.log)
     for result in results:
         yield dg.AssetCheckResult(
             asset_key=DATASET,

@@ -97,12 +97,14 @@ class DatasetChecksConfig(dg.Config):
             raise ValueError(f'required_features types must be "number" or "text", got {bad}')
         return value
 
-    def limits(self):
+    def limits(self, slice_columns: list[str] | None = None):
+        """The rules' thresholds; ``slice_columns`` is the comparison's setting, judged with the dataset."""
         from refresh_assets.core.validation import DatasetLimits
 
         if self.min_label_rate > self.max_label_rate:
             raise ValueError(f"min_label_rate {self.min_label_rate} is above max_label_rate {self.max_label_rate}")
-        return DatasetLimits(**self.model_dump())
+        return DatasetLimits(**self.model_dump(),
+                             slice_columns=None if slice_columns is None else tuple(slice_columns))
 
 
 class TrainingConfig(dg.Config):
@@ -145,9 +147,10 @@ class ComparisonConfig(dg.Config):
         description="Guardrail: in every slice large enough to judge, the lower bound of the ROC AUC gain "
                     "interval must be at least minus this.",
     )
-    slice_columns: list[str] = Field(
-        default_factory=lambda: ["platform", "country", "channel"],
-        description="Categorical holdout columns whose values are slices for the slice guardrail; [] for none.",
+    slice_columns: list[str] | None = Field(
+        default=None,
+        description="Holdout columns whose values are slices for the slice guardrail, each required in the "
+                    "dataset (checked before training); [] for none; empty: every text feature with 2-20 values.",
     )
     min_slice_rows: int = Field(default=500, ge=2, description="Slices with fewer holdout rows are reported, not gated.")
     min_slice_positives: int = Field(
@@ -160,7 +163,7 @@ class ComparisonConfig(dg.Config):
 
         return GuardrailSettings(
             calibration_margin=self.calibration_margin, slice_margin=self.slice_margin,
-            slice_columns=tuple(self.slice_columns), min_slice_rows=self.min_slice_rows,
+            slice_columns=None if self.slice_columns is None else tuple(self.slice_columns), min_slice_rows=self.min_slice_rows,
             min_slice_positives=self.min_slice_positives,
         )
 

@@ -79,7 +79,7 @@ def training_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, w
         # A run without the checks step (a custom selection): apply the same rules here, so that unchecked
         # data never becomes what the rest of the pipeline reads.
         _, refused = accept_or_refuse(artifacts.store(), context.partition_key, final,
-                                      checks_config(context.run.run_config), context.log)
+                                      run_limits(context.run.run_config), context.log)
         if refused is not None:
             raise refused
     stats = frames.stats
@@ -123,6 +123,17 @@ def checks_config(run_config: dict):
     return DatasetChecksConfig(**(op.get("config") or {}))
 
 
+def run_limits(run_config: dict, checks: "DatasetChecksConfig | None" = None):
+    """The dataset rules' thresholds for a run: the checks op's config (``checks``, else the run's), plus the
+    slice columns of the run's model_comparison config, so a named slice column the data lacks is refused
+    with the dataset, before any training."""
+    from refresh_assets.config import ComparisonConfig
+
+    checks = checks or checks_config(run_config)
+    op = ((run_config or {}).get("ops") or {}).get("model_comparison") or {}
+    return checks.limits(slice_columns=ComparisonConfig(**(op.get("config") or {})).slice_columns)
+
+
 class DatasetRefused(dg.Failure):
     """The dataset broke a blocking rule: it stays unpublished and nothing downstream may use it."""
 
@@ -140,13 +151,13 @@ def refusal(store, partition_key: str, output_dir, refused: list[str]) -> Datase
     )
 
 
-def accept_or_refuse(store, partition_key: str, output_dir, config, log):
+def accept_or_refuse(store, partition_key: str, output_dir, limits, log):
     """Run every rule on a committed dataset and publish it if all pass. Returns (the rule results, which
     the checks step reports as asset checks; the ``DatasetRefused`` to raise, or None when published)."""
     from refresh_assets.core.validation import validate
 
     _, data = dataset_under_test(store, partition_key, output_dir)
-    results = validate(data, config.limits())
+    results = validate(data, limits)
     refused = [f"{r.rule}: {r.message}" for r in results if not r.passed]
     for line in refused:
         log.error(f"dataset check failed for {partition_key}: {line}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -654,7 +654,9 @@ class GuardrailSettings:
 
     calibration_margin: float = 0.002  # Brier: challenger - champion upper bound must be <= this
     slice_margin: float = 0.02  # primary metric within a slice: gain lower bound must be >= -this
-    slice_columns: tuple[str, ...] = ("platform", "country", "channel")
+    #: None: every low-cardinality text feature of the holdout (``resolve_slice_columns``); a tuple: exactly
+    #: these, each required in the data
+    slice_columns: tuple[str, ...] | None = None
     min_slice_rows: int = 500  # smaller slices are reported, not gated
     min_slice_positives: int = 50  # ... and so are slices with fewer rows of either class
 
@@ -762,19 +764,73 @@ def slice_gates(
     return check
 
 
-def guardrail_gates(settings: GuardrailSettings, holdout: pd.DataFrame) -> list[GateCheck]:
-    """The calibration gate and the slice gates for the slice columns the holdout has.
+#: Automatic slices: a text feature with 2 to this many distinct holdout values is a segment worth guarding
+#: (a region, a plan, a channel); more values (a city, a free-text field) would make slices too small to judge.
+MAX_AUTO_SLICE_VALUES = 20
 
-    A configured slice column the holdout lacks (a user's own query may not have it) raises: silently
-    dropping a guardrail would promote without the check the configuration asked for.
+
+@dataclass(frozen=True)
+class SliceChoice:
+    """Which holdout columns the slice guardrail gates, and why the others are not gated."""
+
+    columns: tuple[str, ...]  # gated
+    missing: tuple[str, ...] = ()  # named by the user but not in the data: an error wherever it is found
+    skipped: dict[str, str] = field(default_factory=dict)  # column -> why it is not a slice (automatic choice)
+    automatic: bool = True
+
+    def describe(self) -> str:
+        if self.missing:
+            return f"slice column(s) {list(self.missing)} named in slice_columns are not in this dataset"
+        how = "automatic: text features with 2-{} values".format(MAX_AUTO_SLICE_VALUES) if self.automatic else "named"
+        gated = ", ".join(self.columns) or "none"
+        return f"slices gated: {gated} ({how})"
+
+
+def resolve_slice_columns(frame: pd.DataFrame, named: Sequence[str] | None,
+                          max_values: int = MAX_AUTO_SLICE_VALUES) -> SliceChoice:
+    """The slice columns of a dataset: the ones named (each must be in ``frame``), or, when none are named,
+    every text feature with 2..``max_values`` distinct non-null values, so that a default fits any data.
+
+    Why automatic rather than a fixed list: a default naming one dataset's columns (the game's platform,
+    country, channel) fails on every other dataset; the columns a data scientist slices by are its
+    categorical features.
     """
-    missing = [column for column in settings.slice_columns if column not in holdout.columns]
-    if missing:
+    from refresh_assets.core.features import KEY_COLUMNS, LABEL_COLUMN
+
+    if named is not None:
+        missing = tuple(c for c in named if c not in frame.columns)
+        return SliceChoice(tuple(c for c in named if c in frame.columns), missing, {}, automatic=False)
+    columns, skipped = [], {}
+    for name in frame.columns:
+        if name in (*KEY_COLUMNS, LABEL_COLUMN):
+            continue
+        column = frame[name]
+        if column.dtype.kind not in "OUS" and str(column.dtype) not in ("string", "category"):
+            continue
+        distinct = int(column.nunique(dropna=True))
+        if distinct < 2:
+            skipped[name] = f"{distinct} value"
+        elif distinct > max_values:
+            skipped[name] = f"{distinct} values (more than {max_values})"
+        else:
+            columns.append(name)
+    return SliceChoice(tuple(columns), (), skipped, automatic=True)
+
+
+def guardrail_gates(settings: GuardrailSettings, holdout: pd.DataFrame) -> list[GateCheck]:
+    """The calibration gate and the slice gates for the slice columns of the holdout.
+
+    A named slice column the holdout lacks raises: silently dropping a guardrail would promote without the
+    check the configuration asked for (the refresh's dataset checks refuse it before any training).
+    """
+    choice = resolve_slice_columns(holdout, settings.slice_columns)
+    if choice.missing:
         raise ValueError(
-            f"slice column(s) {missing} are not in the holdout (columns: {list(holdout.columns)}); "
-            "set ComparisonConfig.slice_columns to columns the dataset query returns, or to [] for none"
+            f"slice column(s) {list(choice.missing)} are not in the holdout (columns: {list(holdout.columns)}); "
+            "set model_comparison's slice_columns to columns the dataset query returns, [] for none, or leave "
+            "it empty for the automatic choice"
         )
-    slices = {column: holdout[column].to_numpy(dtype=object) for column in settings.slice_columns}
+    slices = {column: holdout[column].to_numpy(dtype=object) for column in choice.columns}
     return [
         calibration_gate(settings.calibration_margin),
         slice_gates(slices, settings.slice_margin, settings.min_slice_rows, settings.min_slice_positives),

@@ -42,6 +42,9 @@ class DatasetLimits:
     min_holdout_negatives: int = 20
     #: column -> "number" | "text" a user's query must return (besides the keys and the label)
     required_features: dict[str, str] = field(default_factory=dict)
+    #: the comparison's slice columns (``ComparisonConfig.slice_columns``): None chooses them from the data, a
+    #: named one must be in the dataset (checked here, before any training, not after it in the comparison)
+    slice_columns: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,23 @@ def check_no_future_dates(data: DatasetUnderTest, limits: DatasetLimits) -> Rule
     return RuleResult("no_future_dates", not problems, message)
 
 
+def check_slice_columns(data: DatasetUnderTest, limits: DatasetLimits) -> RuleResult:
+    """The slice guardrail's columns: named ones must be in the holdout; none named, the data's own text
+    features with few values are chosen. Judged here so a wrong name stops the refresh before any training."""
+    from refresh_assets.core.evaluate import resolve_slice_columns
+
+    choice = resolve_slice_columns(data.holdout, limits.slice_columns)
+    metadata = {"slice_columns": ", ".join(choice.columns) or "none"}
+    if choice.missing:
+        present = [c for c in data.feature_columns()]
+        return RuleResult(
+            "slice_columns", False,
+            f"slice column(s) {list(choice.missing)} named in model_comparison's slice_columns are not in this "
+            f"dataset (its features: {present}); name columns your query returns, [] for no slice guardrail, or "
+            "leave slice_columns unset to gate the dataset's own text features", metadata)
+    return RuleResult("slice_columns", True, choice.describe(), metadata)
+
+
 #: rule name -> (function, what it guards); checks.py makes one blocking asset check of each
 RULES: dict[str, tuple[Callable[[DatasetUnderTest, DatasetLimits], RuleResult], str]] = {
     "schema": (check_schema, "Keys, label and the same feature columns and types in train, holdout, scoring."),
@@ -289,6 +309,7 @@ RULES: dict[str, tuple[Callable[[DatasetUnderTest, DatasetLimits], RuleResult], 
     "constant_features": (check_constant_features, "No constant or all-NULL feature."),
     "unique_keys": (check_unique_keys, "One row per (entity_id, as_of_date)."),
     "no_future_dates": (check_no_future_dates, "Nothing dated after the refresh date."),
+    "slice_columns": (check_slice_columns, "The comparison's slice columns are in the dataset (or chosen from it)."),
 }
 
 

@@ -226,3 +226,19 @@ def test_guardrail_settings_refuse_bad_margins():
         GuardrailSettings(calibration_margin=-0.1)
     with pytest.raises(ValueError, match="min_slice_rows"):
         GuardrailSettings(min_slice_rows=1)
+
+
+def test_automatic_slices_are_the_text_features_with_few_values():
+    """Nothing named: text columns with 2..20 values are slices; numbers, one-valued and many-valued text are not."""
+    from refresh_assets.core.evaluate import resolve_slice_columns
+
+    frame = pd.DataFrame({"entity_id": range(60), "as_of_date": pd.Timestamp("2026-01-01"), "label": [0, 1] * 30,
+                          "region": ["north", "south", "east"] * 20, "plan": "basic",
+                          "city": [f"c{i}" for i in range(60)], "spend": np.arange(60.0)})
+    choice = resolve_slice_columns(frame, None)
+    assert choice.columns == ("region",) and choice.automatic and not choice.missing
+    assert set(choice.skipped) == {"plan", "city"}
+    named = resolve_slice_columns(frame, ["region", "platform"])
+    assert named.columns == ("region",) and named.missing == ("platform",)
+    with pytest.raises(ValueError, match=r"\['platform'\] are not in the holdout"):
+        guardrail_gates(_settings(slice_columns=("platform",)), frame)

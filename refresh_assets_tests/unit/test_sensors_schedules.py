@@ -98,7 +98,8 @@ def test_asset_graph_lineage():
 
     specs = list(training_dataset_checks.check_specs)
     assert {s.name for s in specs} == {"schema", "row_counts", "label_values", "label_rate", "holdout_size",
-                                       "null_rates", "constant_features", "unique_keys", "no_future_dates"}
+                                       "null_rates", "constant_features", "unique_keys", "no_future_dates",
+                                       "slice_columns"}
     assert all(s.blocking and s.asset_key == dg.AssetKey("training_dataset") for s in specs)
     assert {k.name for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key.path == ["training_dataset"]} \
         == {s.name for s in specs}

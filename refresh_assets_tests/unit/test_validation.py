@@ -34,8 +34,25 @@ def failed(data: DatasetUnderTest, limits: DatasetLimits = LIMITS) -> dict[str, 
 def test_a_clean_dataset_passes_every_rule():
     results = validate(dataset(), LIMITS)
     assert [r.rule for r in results] == ["schema", "row_counts", "label_values", "label_rate", "holdout_size",
-                                         "null_rates", "constant_features", "unique_keys", "no_future_dates"]
+                                         "null_rates", "constant_features", "unique_keys", "no_future_dates",
+                                         "slice_columns"]
     assert all(r.passed for r in results), [r for r in results if not r.passed]
+
+
+def test_slice_columns_default_to_the_datasets_own_text_features():
+    """No slice named: the dataset's low-cardinality text features are gated, whatever the data is about."""
+    result = {r.rule: r for r in validate(dataset(), LIMITS)}["slice_columns"]
+    assert result.passed and result.metadata["slice_columns"] == "platform"
+    assert "automatic" in result.message
+
+
+def test_a_named_slice_column_the_dataset_lacks_is_refused_naming_it_and_the_fix():
+    limits = DatasetLimits(**{**LIMITS.__dict__, "slice_columns": ("platform", "country")})
+    message = failed(dataset(), limits)["slice_columns"]
+    assert "['country'] named in model_comparison's slice_columns are not in this dataset" in message
+    assert "leave slice_columns unset" in message
+    none = DatasetLimits(**{**LIMITS.__dict__, "slice_columns": ()})
+    assert "slice_columns" not in failed(dataset(), none)
 
 
 @pytest.mark.parametrize("frames, rule, words", [
