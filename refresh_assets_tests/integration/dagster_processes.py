@@ -28,7 +28,7 @@ def free_port() -> int:
 
 def write_instance_yaml(home: Path, storage: dict | None = None, **overrides) -> Path:
     """The repo's production dagster.yaml, with another storage block (e.g. SQLite) when given."""
-    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config = yaml.safe_load((REPO / "deploy" / "postgres" / "dagster.yaml").read_text())
     if storage is None:
         config.pop("storage")
     else:
@@ -138,7 +138,7 @@ def production_server(root: Path, warehouse: Path, pg: dict[str, str], end_timeo
 
     home, data = root / "home", root / "data"
     home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
     env = project_env(home, data, warehouse, **pg, **extra)
     with pytest.MonkeyPatch.context() as mp:
         # this process reads the same instance: dagster.yaml takes the connection from the environment

@@ -101,7 +101,7 @@ def celery_run(tmp_path_factory, drift_warehouse, pg_database):  # noqa: F811 (t
     """One refresh through a Celery worker; yields what the assertions need, with the worker still alive."""
     root = tmp_path_factory.mktemp("celery")
     home, data = root / "home", root / "data"
-    write_instance_yaml(home, storage=yaml.safe_load((REPO / "dagster.yaml").read_text())["storage"])
+    write_instance_yaml(home, storage=yaml.safe_load((REPO / "deploy" / "postgres" / "dagster.yaml").read_text())["storage"])
     queue = f"refresh_assets_test_{uuid.uuid4().hex[:12]}"
     env = project_env(home, data, drift_warehouse, **PG, REFRESH_ASSETS_PG_DB=pg_database,
                       REFRESH_ASSETS_EXECUTOR="celery", REFRESH_ASSETS_CELERY_BROKER=BROKER,

@@ -110,7 +110,7 @@ def _status(port: int, run_id: str) -> str | None:
 def test_webserver_and_daemon_recover_from_a_postgres_restart(cluster, drift_warehouse, tmp_path, monkeypatch):
     home, data = tmp_path / "home", tmp_path / "data"
     home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")  # the production instance, unchanged
+    shutil.copyfile(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")  # the production instance, unchanged
     pg_env = {"REFRESH_ASSETS_PG_HOST": HOST, "REFRESH_ASSETS_PG_PORT": str(cluster.port),
               "REFRESH_ASSETS_PG_USER": "postgres", "REFRESH_ASSETS_PG_PASSWORD": "",
               "REFRESH_ASSETS_PG_DB": DATABASE}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from refresh_assets_tests.integration.dagster_processes import free_port, wait_http
+from refresh_assets_tests.integration.dagster_processes import REPO, free_port, wait_http
 from refresh_assets_tests.integration.test_postgres_ops import PG, drop_database
 
 pytestmark = pytest.mark.integration
@@ -42,6 +42,11 @@ def test_serve_binds_the_webserver_to_loopback_by_default(tmp_path):
         addresses = listening_addresses(port)
         # 0100007F = 127.0.0.1 (little-endian hex); 00000000 would be 0.0.0.0, i.e. every interface
         assert addresses == {"0100007F"}, f"webserver listens on {addresses}"
+        # on the production instance: a copy of deploy/postgres/dagster.yaml under the data folder, whose
+        # PostgreSQL database serve created (the top-level dagster.yaml is the embedded one of `dagster dev`)
+        home = tmp_path / "dagster_home_postgres"
+        assert (home / "dagster.yaml").read_text() == (REPO / "deploy" / "postgres" / "dagster.yaml").read_text()
+        assert f"instance {home}/dagster.yaml (PostgreSQL" in (tmp_path / "serve.log").read_text()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)

@@ -1,7 +1,7 @@
 """deploy/values.yaml (Dagster's Helm chart) and the Dockerfile agree with the code they deploy.
 
 Helm is not installed here, so the chart is not rendered: the values file is parsed and each setting the
-deployment depends on is checked against the code or the repo's own instance file (dagster.yaml).
+deployment depends on is checked against the code or the repo's production instance file (deploy/postgres/dagster.yaml).
 """
 
 import importlib.util
@@ -68,7 +68,7 @@ def test_outputs_on_the_object_store_and_the_registry_on_the_mounted_volume(code
 
 
 def test_postgres_and_the_run_queue_match_the_repo_instance(values):
-    instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    instance = yaml.safe_load((REPO / "deploy" / "postgres" / "dagster.yaml").read_text())
     postgres = values["postgresql"]
     assert postgres["enabled"] is False and postgres["postgresqlHost"]
     assert postgres["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
@@ -78,6 +78,9 @@ def test_postgres_and_the_run_queue_match_the_repo_instance(values):
     runs = instance["concurrency"]["runs"]
     assert queue["maxConcurrentRuns"] == runs["max_concurrent_runs"]
     assert queue["tagConcurrencyLimits"] == runs["tag_concurrency_limits"]
+    retries = values["dagsterDaemon"]["runRetries"]
+    assert (retries["maxRetries"], retries["retryOnAssetOrOpFailure"]) == (
+        instance["run_retries"]["max_retries"], instance["run_retries"]["retry_on_asset_or_op_failure"])
     assert values["dagsterDaemon"]["runRetries"]["maxRetries"] == instance["run_retries"]["max_retries"]
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
 
@@ -89,3 +92,16 @@ def test_the_image_pins_s3fs_to_the_locked_fsspec(values):
     assert f"s3fs=={locked}" in dockerfile
     assert f"--version {dagster}" in (REPO / "deploy" / "values.yaml").read_text()
     assert f"--version {dagster}" in (REPO / "docs" / "DEPLOY.md").read_text()
+
+
+def test_the_embedded_instance_needs_no_setting_and_shares_the_production_queue_and_retries():
+    """`dagster dev` in the root reads the top-level dagster.yaml: no `{env: ...}` (an unset variable crashes
+    it) and no storage block (SQLite under DAGSTER_HOME); queue, monitoring and retries as in production."""
+    embedded_text = (REPO / "dagster.yaml").read_text()
+    embedded = yaml.safe_load(embedded_text)
+    production = yaml.safe_load((REPO / "deploy" / "postgres" / "dagster.yaml").read_text())
+    assert "env:" not in embedded_text.replace("# ", "") and "storage" not in embedded
+    for section in ("concurrency", "run_monitoring", "run_retries"):
+        assert embedded[section] == production[section], section
+    assert production["run_retries"]["retry_on_asset_or_op_failure"] is False  # a failed step is not run again
+    assert "postgres" in production["storage"]
