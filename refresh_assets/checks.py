@@ -10,6 +10,7 @@ the previous accepted dataset stays current. The thresholds are launchpad config
 
 import dagster as dg
 
+from refresh_assets.retries import retry_only_transient
 from refresh_assets.assets.dataset import CHECKS_OP, DATASET, accept_or_refuse, run_limits
 from refresh_assets.config import DatasetChecksConfig
 from refresh_assets.core.validation import RULES
@@ -36,6 +37,7 @@ def dataset_built_for(context: dg.AssetCheckExecutionContext, partition_key: str
     description="Data rules the refresh date's dataset must pass before any model is trained on it "
                 "(and before it becomes the partition's current dataset).",
 )
+@retry_only_transient
 def training_dataset_checks(context: dg.AssetCheckExecutionContext, config: DatasetChecksConfig,
                             artifacts: ArtifactStore):
     partition_key = context.run.tags.get("dagster/partition")

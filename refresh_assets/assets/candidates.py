@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from refresh_assets.retries import retry_only_transient
 from refresh_assets.audit import StepAudit, output_metadata, read_input
 from refresh_assets.assets.dataset import DATASET
 from refresh_assets.config import TrainingConfig
@@ -121,6 +122,7 @@ def build_candidate_asset(algorithm: str) -> dg.AssetsDefinition:
         check_specs=_trained_check(candidate_asset_name(algorithm)),
         description=f"A tuned {algorithm} candidate (Pipeline with preprocessing), trained on D's training rows.",
     )
+    @retry_only_transient
     def _candidate(context: dg.AssetExecutionContext, config: TrainingConfig,
                    artifacts: ArtifactStore) -> dg.MaterializeResult:
         from refresh_assets.core import models
@@ -160,6 +162,7 @@ base_candidates = [build_candidate_asset(a) for a in BASE]
     check_specs=_trained_check(candidate_asset_name("ensemble")),
     description="Soft-voting ensemble of the tuned base candidates, its voting weights tuned with the same split.",
 )
+@retry_only_transient
 def candidate_ensemble(context: dg.AssetExecutionContext, config: TrainingConfig,
                        artifacts: ArtifactStore) -> dg.MaterializeResult:
     from refresh_assets.core import models

@@ -8,6 +8,7 @@ propagation as for a promotion, so production scores follow the registry.
 
 import dagster as dg
 
+from refresh_assets.retries import retry_only_transient
 from refresh_assets.assets.comparison import COMPARISON, DECISION_FILE
 from refresh_assets.audit import StepAudit, output_metadata, read_input
 from refresh_assets.config import ChampionConfig
@@ -29,6 +30,7 @@ ROLLBACK_JOB = "rollback_job"
         "version and why; its data version changes only when the champion does (a promotion or a rollback)."
     ),
 )
+@retry_only_transient
 def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, artifacts: ArtifactStore,
                    registry: Registry) -> dg.MaterializeResult:
     audit = StepAudit(context, CHAMPION, config)

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from refresh_assets.retries import retry_only_transient
 from refresh_assets.assets.candidates import MODEL_FILE, candidate_asset_name, failed_training
 from refresh_assets.assets.dataset import DATASET
 from refresh_assets.audit import StepAudit, output_metadata, read_input
@@ -26,6 +27,7 @@ def champion_label(version: int) -> str:
     kinds={"scikitlearn"},
     description="Every candidate and the current champion on the same holdout; paired bootstrap; the decision.",
 )
+@retry_only_transient
 def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig, artifacts: ArtifactStore,
                      registry: Registry) -> dg.MaterializeResult:
     from refresh_assets.core import evaluate, report

@@ -12,6 +12,7 @@ import os
 
 import dagster as dg
 
+from refresh_assets.retries import retry_only_transient
 from refresh_assets.audit import MissingInputError, StepAudit, output_metadata
 from refresh_assets.config import DatasetConfig, preflight
 from refresh_assets.core import features
@@ -33,6 +34,7 @@ CHECKS_OP = "training_dataset_checks"
     kinds={"duckdb", "parquet"},
     description="Training, out-of-time holdout and scoring rows for refresh date D, from the SQL query scripts.",
 )
+@retry_only_transient
 def training_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, warehouse: Warehouse,
                      artifacts: ArtifactStore) -> dg.MaterializeResult:
     # The first step checks every input of the run before any work, so a bad value costs nothing.

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from refresh_assets.retries import retry_only_transient
 from refresh_assets.assets.champion import CHAMPION
 from refresh_assets.assets.dataset import DATASET, champion_training_dir
 from refresh_assets.assets.population import POPULATION, POPULATION_FILE
@@ -26,6 +27,7 @@ NON_FEATURES = ("entity_id", "as_of_date", "label")
                                                "training data (share of drifted columns >= drift_share).")],
     description="Evidently data drift: D's scoring population vs the current champion's training data.",
 )
+@retry_only_transient
 def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifacts: ArtifactStore,
                  registry: Registry) -> dg.MaterializeResult:
     from refresh_assets.core import drift

@@ -11,6 +11,7 @@ import datetime as dt
 
 import dagster as dg
 
+from refresh_assets.retries import retry_only_transient
 from refresh_assets.assets.dataset import (
     TRANSIENT_RETRIES,
     TRANSIENT_WAIT_SECONDS,
@@ -36,6 +37,7 @@ POPULATION_FILE = "scoring.parquet"
                 "the features the champion was trained on; what production_scores, drift_report and the "
                 "shadow test read.",
 )
+@retry_only_transient
 def scoring_population(context: dg.AssetExecutionContext, config: PopulationConfig, warehouse: Warehouse,
                        artifacts: ArtifactStore, registry: Registry) -> dg.MaterializeResult:
     from refresh_assets.core.artifacts import frame_hash

@@ -7,6 +7,7 @@ day, a refresh once a week.
 
 import dagster as dg
 
+from refresh_assets.retries import retry_only_transient
 from refresh_assets.assets.champion import CHAMPION
 from refresh_assets.assets.population import POPULATION, POPULATION_FILE
 from refresh_assets.audit import StepAudit, output_metadata, read_input
@@ -25,6 +26,7 @@ SCORES = "production_scores"
     group_name="propagation",
     description="Scores D's batch with the previous and the new champion and records how they differ.",
 )
+@retry_only_transient
 def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfig, artifacts: ArtifactStore,
                          registry: Registry) -> dg.MaterializeResult:
     from refresh_assets.core.object_store import read_output_json, read_output_parquet
@@ -67,6 +69,7 @@ def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfi
     kinds={"parquet"},
     description="Churn scores of D's scoring population with the champion in force (risk rank, top-k flag).",
 )
+@retry_only_transient
 def production_scores(context: dg.AssetExecutionContext, config: ScoringConfig, artifacts: ArtifactStore,
                       registry: Registry) -> dg.MaterializeResult:
     from refresh_assets.core.object_store import read_output_parquet

@@ -34,6 +34,7 @@ __all__ = [
     "ModelRegistry",
     "ModelVersion",
     "NoChampionError",
+    "RegistryDamagedError",
     "RegistryLockedError",
     "UnknownModelVersionError",
 ]
@@ -75,6 +76,18 @@ _EVENT_COLUMNS = "event_id, version, action, partition_key, run_id, event_at, re
 
 class RegistryLockedError(RuntimeError):
     """Another process kept the registry database locked for longer than the timeout."""
+
+
+class RegistryDamagedError(RuntimeError):
+    """The registry's DuckDB file cannot be read (truncated, overwritten): not transient, never retried."""
+
+
+def damaged_message(db_path: Path, models_dir: Path, error: BaseException) -> str:
+    """One line a user can act on: which file, what DuckDB said, what is intact and what to do."""
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return (f"the registry file {db_path} is damaged ({first}); the model files in {models_dir} are intact. "
+            f"Restore {db_path.name} from a backup, or move it aside (mv {db_path} {db_path}.damaged) to start "
+            "an empty champion history; the next refresh then promotes a first champion")
 
 
 class UnknownModelVersionError(KeyError):
@@ -205,6 +218,9 @@ class ModelRegistry:
                     break
                 except (duckdb.IOException, duckdb.ConnectionException) as error:
                     if not _is_lock_conflict(error):
+                        if (isinstance(error, duckdb.IOException) and self.db_path.exists()
+                                and "permission" not in str(error).lower()):
+                            raise RegistryDamagedError(damaged_message(self.db_path, self.models_dir, error)) from error
                         raise
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:

@@ -339,3 +339,38 @@ def test_a_rollback_that_cannot_be_done_fails_in_one_line_and_changes_nothing(pr
     assert len(failures) == 1 and message in failures[0], failures
     assert state(promoted) == before
     assert len(promoted.instance.get_run_records()) == runs_before + 1  # no retry, nothing chained
+
+
+@pytest.mark.parametrize("case, run_config, query, step, words", [
+    ("named slice column not in the data", {"ops": {"model_comparison": {"config": {
+        "slice_columns": ["platform", "region"]}}}}, None, "training_dataset_checks",
+     "['region'] named in model_comparison's slice_columns are not in this dataset"),
+    ("query file missing", None, "missing.sql", "training_dataset", "query script not found"),
+])
+def test_a_setting_that_does_not_fit_the_data_fails_before_training_and_is_not_retried(
+        promoted, tmp_path, case, run_config, query, step, words):
+    """The real refresh selection under a 2-retry step policy: the failing step runs once, no candidate starts,
+    and the message names the setting (before: model_comparison failed after all four candidates had trained,
+    and was retried twice with backoff)."""
+    from refresh_assets.jobs import REFRESH_SELECTION
+
+    before = state(promoted)
+    resources = {"warehouse": Warehouse(location=promoted.defs.resources["warehouse"].location,
+                                        query_path=str(tmp_path / query) if query else None),
+                 "artifacts": ArtifactStore(root=str(promoted.outputs)),
+                 "registry": Registry(root=str(promoted.root / "registry"))}
+    job = dg.define_asset_job("retried_refresh", selection=REFRESH_SELECTION,
+                              op_retry_policy=dg.RetryPolicy(max_retries=2), executor_def=dg.in_process_executor)
+    defs = dg.Definitions(assets=build_defs().assets, asset_checks=build_defs().asset_checks, jobs=[job],
+                          resources=resources)
+    result = defs.resolve_job_def("retried_refresh").execute_in_process(
+        instance=promoted.instance, partition_key=D, run_config=deep_merge(LIGHT_RUN_CONFIG, run_config),
+        raise_on_error=False)
+    assert not result.success
+    events = [(e.event_type_value, e.step_key) for e in result.all_events]
+    assert ("STEP_FAILURE", step) in events
+    assert not [e for e in events if e[0] == "STEP_UP_FOR_RETRY"], events
+    assert not [e for e in events if e[0] == "STEP_START" and e[1].startswith("candidate_")]
+    (line,) = failure_summary(promoted.instance, result.run_id)
+    assert words in line, line
+    assert state(promoted) == before
