@@ -11,12 +11,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
+if TYPE_CHECKING:
+    from refresh_assets.progress import Progress
+
 CURSOR_FILE = "local_sensor_cursors.json"
-#: The embedded instance: SQLite storage in DAGSTER_HOME (Dagster's default), no telemetry.
-EMBEDDED_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 #: Run config that keeps Dagster's console logger to warnings: the CLI prints its own summary.
 QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -36,12 +38,27 @@ def _with_loggers(run_config: dict | None, quiet: bool) -> dict | None:
     return {**(run_config or {}), **QUIET_LOGGERS}
 
 
+def _execute(job, instance: dg.DagsterInstance, partition: str | None, progress: Progress | None,
+             trigger: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+    """``job.execute_in_process``; with ``progress``, under a run id made here so its watcher follows the run's
+    steps while it runs (None: silent, as tests and benchmarks want)."""
+    if progress is None:
+        return job.execute_in_process(instance=instance, partition_key=partition, **kwargs)
+    from refresh_assets.progress import new_run_id
+
+    run_id = new_run_id()
+    with progress.watch(instance, run_id, job.name, partition, trigger):
+        return job.execute_in_process(instance=instance, partition_key=partition, run_id=run_id, **kwargs)
+
+
 def embedded_instance(home: Path) -> dg.DagsterInstance:
     """A persistent instance with SQLite storage under ``home`` (what ``make ui`` shows afterwards)."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(EMBEDDED_INSTANCE_YAML)
+    if not config.exists():  # the checkout's embedded instance (top-level dagster.yaml); a user's edits stay
+        from refresh_assets.settings import EMBEDDED_INSTANCE_YAML
+
+        config.write_text(EMBEDDED_INSTANCE_YAML.read_text())
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
@@ -73,7 +90,7 @@ def _save_cursor(instance: dg.DagsterInstance, sensor_name: str, cursor: str | N
 
 def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str,
                 raise_on_error: bool = True, quiet: bool = False,
-                run_config: dict | None = None) -> list[tuple[str, str, bool]]:
+                run_config: dict | None = None, progress: Progress | None = None) -> list[tuple[str, str, bool]]:
     """Evaluate one sensor on the instance, execute the runs it requests in process, keep its cursor.
 
     ``run_config`` gives the requested runs inputs the sensor leaves open (e.g. a smaller tuning budget), as a
@@ -90,10 +107,9 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name:
     for request in requests:
         job_name = request.job_name or sensor_def.job_name
         job = defs.resolve_job_def(job_name)
-        run = job.execute_in_process(instance=instance, partition_key=request.partition_key,
-                                     run_config=_with_loggers(deep_merge(run_config, request.run_config), quiet),
-                                     tags=dict(request.tags),
-                                     raise_on_error=raise_on_error)
+        run = _execute(job, instance, request.partition_key, progress, trigger=sensor_name,
+                       run_config=_with_loggers(deep_merge(run_config, request.run_config), quiet),
+                       tags=dict(request.tags), raise_on_error=raise_on_error)
         done.append((request.partition_key, run.run_id, run.success))
     _save_cursor(instance, sensor_name, cursor)
     return done
@@ -101,17 +117,17 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name:
 
 def run_refresh(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str,
                 run_config: dict | None = None, tags: dict | None = None,
-                raise_on_error: bool = True, quiet: bool = False, job_name: str = "refresh_job") -> RefreshOutcome:
+                raise_on_error: bool = True, quiet: bool = False, job_name: str = "refresh_job",
+                progress: Progress | None = None) -> RefreshOutcome:
     """Execute refresh_job (or ``job_name``, e.g. rollback_job) for one partition, then let the promotion sensor
     chain what it chains."""
     job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(instance=instance, partition_key=partition,
-                                    run_config=_with_loggers(run_config, quiet),
-                                    tags=tags, raise_on_error=raise_on_error)
+    result = _execute(job, instance, partition, progress, run_config=_with_loggers(run_config, quiet),
+                      tags=tags, raise_on_error=raise_on_error)
     outcome = RefreshOutcome(partition, result.run_id, result.success)
     if result.success:
         outcome.propagation_runs = tick_sensor(defs, instance, "promotion_sensor", raise_on_error=raise_on_error,
-                                               quiet=quiet)
+                                               quiet=quiet, progress=progress)
     return outcome
 
 
@@ -122,19 +138,19 @@ def rollback_run_config(version: int, reason: str) -> dict:
 
 def run_scoring(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str,
                 run_config: dict | None = None, raise_on_error: bool = True, quiet: bool = False,
-                refresh_run_config: dict | None = None) -> RefreshOutcome:
+                refresh_run_config: dict | None = None, progress: Progress | None = None) -> RefreshOutcome:
     """Execute scoring_job for one day, then let drift_sensor request its refresh (run here, with its own chained
     propagation) when the day's drift report found a new drift: the daily loop as the daemon runs it."""
     job = defs.resolve_job_def("scoring_job")
-    result = job.execute_in_process(instance=instance, partition_key=partition,
-                                    run_config=_with_loggers(run_config, quiet), raise_on_error=raise_on_error)
+    result = _execute(job, instance, partition, progress, run_config=_with_loggers(run_config, quiet),
+                      raise_on_error=raise_on_error)
     outcome = RefreshOutcome(partition, result.run_id, result.success)
     if result.success:
         outcome.drift_refresh_runs = tick_sensor(defs, instance, "drift_sensor", raise_on_error=raise_on_error,
-                                                 quiet=quiet, run_config=refresh_run_config)
+                                                 quiet=quiet, run_config=refresh_run_config, progress=progress)
         if any(ok for *_, ok in outcome.drift_refresh_runs):
             outcome.propagation_runs = tick_sensor(defs, instance, "promotion_sensor",
-                                                   raise_on_error=raise_on_error, quiet=quiet)
+                                                   raise_on_error=raise_on_error, quiet=quiet, progress=progress)
     return outcome
 
 

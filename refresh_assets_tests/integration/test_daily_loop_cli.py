@@ -11,13 +11,14 @@ command here is a fresh process that imports Evidently, ~6 s of CPU.)
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
 import dagster as dg
 import pytest
 
-from refresh_assets_tests.conftest import LIGHT_RUN_CONFIG, PRE_DRIFT
+from refresh_assets_tests.conftest import CANDIDATES, LIGHT_RUN_CONFIG, PRE_DRIFT
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,21 @@ def cli(tmp_path_factory, drift_warehouse):
     return run, data
 
 
+#: A progress line (progress.py): the step, its seconds, its key figure.
+PROGRESS_LINE = re.compile(r"^  (?P<step>[a-z_]+) +(?P<seconds>\d+\.\d)s(?:  (?P<figure>.*))?$")
+
+
+def progress_lines(stdout: str) -> list[tuple[str, str]]:
+    """The run headers ("> job ...") and (step, figure) of each progress line, in the order printed."""
+    out = []
+    for line in stdout.splitlines():
+        if line.startswith("  > "):
+            out.append((">", line[4:]))
+        elif match := PROGRESS_LINE.match(line):
+            out.append((match["step"], match["figure"] or ""))
+    return out
+
+
 def scores_manifest(data, day: str) -> dict:
     from refresh_assets.core.artifacts import OutputStore
 
@@ -57,12 +73,39 @@ def test_the_daily_loop_from_the_shell(cli):
     first = run("refresh", "--partition", PRE_DRIFT[0], *light_sets())
     assert first.returncode == 0, first.stderr
     assert "champion: v1" in first.stdout
+    # progress: each step of the refresh and of the propagation it chains, one line each, as it finished (so
+    # before the summary), with its key figure; a pipe gets plain lines only
+    assert "\r" not in first.stdout and "\x1b" not in first.stdout
+    printed = progress_lines(first.stdout)
+    steps = [step for step, _ in printed]
+    assert steps[:3] == [">", "training_dataset", "training_dataset_checks"], first.stdout
+    assert set(steps[3:6]) == {f"candidate_{a}" for a in CANDIDATES if a != "ensemble"}, first.stdout
+    assert steps[6:] == ["candidate_ensemble", "model_comparison", "champion_model", ">", "scoring_population",
+                         "champion_shadow_test", "production_scores"], first.stdout
+    figures = dict(printed)
+    assert printed[0][1].startswith(f"refresh_job {PRE_DRIFT[0]} (run ")
+    assert printed[9][1].startswith(f"propagation_job {PRE_DRIFT[0]} (run ") and \
+        printed[9][1].endswith("requested by promotion_sensor)")
+    assert re.fullmatch(r"train \d+ / holdout \d+ / scoring \d+ rows", figures["training_dataset"])
+    assert re.fullmatch(r"passed (\d+)/\1 rules", figures["training_dataset_checks"])
+    assert all(re.fullmatch(r"CV ROC AUC 0\.\d{4}", figures[f"candidate_{a}"]) for a in CANDIDATES), figures
+    assert figures["model_comparison"].startswith("PROMOTE, best challenger ")
+    assert re.fullmatch(r"v1 \(\w+\) promoted", figures["champion_model"])
+    assert figures["champion_shadow_test"] == "first champion, nothing to compare"
+    assert re.fullmatch(r"\d+ rows scored with v1", figures["production_scores"])
+    lines = first.stdout.splitlines()
+    assert lines.index(f"== refresh {PRE_DRIFT[0]} ==") > max(
+        i for i, line in enumerate(lines) if PROGRESS_LINE.match(line))
 
     quiet = run("score", "--partition", QUIET_DAY)  # no refresh of this day: scored from its own population
     assert quiet.returncode == 0, quiet.stderr
     assert "production_scores:" in quiet.stdout and "scored with v1" in quiet.stdout
     assert "drift_report: dataset drift False" in quiet.stdout, quiet.stdout
     assert "drift-triggered refresh" not in quiet.stdout
+    scoring_steps = [step for step, _ in progress_lines(quiet.stdout)]
+    assert scoring_steps[:2] == [">", "scoring_population"], quiet.stdout
+    assert sorted(scoring_steps[2:]) == ["drift_report", "production_scores"], quiet.stdout  # either order
+    assert dict(progress_lines(quiet.stdout))["drift_report"] == "drift no"
     assert not (data / "outputs" / "training_dataset" / QUIET_DAY).exists()
     assert scores_manifest(data, QUIET_DAY)["champion_version"] == 1
 
@@ -73,6 +116,12 @@ def test_the_daily_loop_from_the_shell(cli):
     assert "decision: PROMOTE" in drifted.stdout and "champion: v2" in drifted.stdout
     assert f"propagation {DRIFTED_DAY} run" in drifted.stdout
     assert scores_manifest(data, DRIFTED_DAY)["champion_version"] == 2
+    headers = [figure for step, figure in progress_lines(drifted.stdout) if step == ">"]
+    assert [h.split(" (")[0] for h in headers] == [f"{job} {DRIFTED_DAY}" for job in
+                                                   ("scoring_job", "refresh_job", "propagation_job")], headers
+    assert headers[1].endswith("requested by drift_sensor)")
+    drift_figures = [figure for step, figure in progress_lines(drifted.stdout) if step == "drift_report"]
+    assert len(drift_figures) == 1 and drift_figures[0].startswith("drift YES: "), drift_figures
 
     unknown = run("rollback", "--version", "99")
     assert unknown.returncode == 2
