@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= data
-DAGSTER_HOME_EMBEDDED = $(abspath $(DATA))/dagster_home
 
 
 .PHONY: install browser run test test-unit ui serve worker lock validate clean bench bench-quick decisions decisions-quick
@@ -53,20 +52,19 @@ decisions: install
 decisions-quick: install
 	$(BIN)/python refresh_assets_tests/benchmarks/decision_study.py --quick --out data/bench
 
+# Dagster's own check, as a user types it in the root (the top-level dagster.yaml needs no setting).
 validate: install
-	mkdir -p $(DAGSTER_HOME_EMBEDDED)
-	DAGSTER_HOME=$(DAGSTER_HOME_EMBEDDED) $(BIN)/dagster definitions validate -w workspace.yaml
+	$(BIN)/dagster definitions validate -w workspace.yaml
 
-# The Dagster UI and its daemon (dagster dev) on 127.0.0.1, embedded SQLite storage under $(DATA)/dagster_home.
+# The Dagster UI and its daemon (dagster dev) on 127.0.0.1, on the embedded instance the CLI's runs are in:
+# SQLite under $(DATA)/dagster_home (a copy of the top-level dagster.yaml). `dagster dev` in the root also works,
+# on a temporary instance. ARGS: e.g. ARGS="--warehouse my.duckdb --query my.sql --partition-start 2019-01-01".
 ui: install
-	mkdir -p $(DAGSTER_HOME_EMBEDDED)
-	test -f $(DAGSTER_HOME_EMBEDDED)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME_EMBEDDED)/dagster.yaml
-	DAGSTER_HOME=$(DAGSTER_HOME_EMBEDDED) REFRESH_ASSETS_DATA_DIR=$(abspath $(DATA)) \
-	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/refresh-assets --data-dir $(DATA) ui $(ARGS)
 
-# Production: webserver + daemon against PostgreSQL (./dagster.yaml); REFRESH_ASSETS_PG_* select the server.
+# Production: webserver + daemon against PostgreSQL (deploy/postgres/dagster.yaml); REFRESH_ASSETS_PG_* select the server.
 serve: install
-	$(BIN)/refresh-assets --data-dir $(DATA) serve
+	$(BIN)/refresh-assets --data-dir $(DATA) serve $(ARGS)
 
 # A Celery worker for runs launched with REFRESH_ASSETS_EXECUTOR=celery (same instance as serve);
 # REFRESH_ASSETS_CELERY_BROKER / _BACKEND / _QUEUE select the broker and queue.

@@ -27,11 +27,65 @@ def _set_data_dir(path: str | None) -> Path:
     return settings.data_dir()
 
 
+#: Where a user's data comes from: each flag sets the variable the code location reads (settings.py), so the
+#: runs this process executes and the processes it starts (serve, ui) see the same warehouse, query and dates.
+SOURCE_VARIABLES = {"warehouse": "REFRESH_ASSETS_WAREHOUSE", "query": "REFRESH_ASSETS_QUERY",
+                    "partition_start": "REFRESH_ASSETS_PARTITION_START"}
+
+
+def _source_options(partition_start: bool = True) -> argparse.ArgumentParser:
+    """--warehouse / --query (/ --partition-start): the data-source flags several commands share."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("your data (default: the environment variables, else the simulated game)")
+    group.add_argument("--warehouse", metavar="PATH_OR_URL",
+                       help="a DuckDB file, or a folder / object-store URL of Parquet files, each <name>.parquet "
+                            "file or folder of Parquet files a table <name> (REFRESH_ASSETS_WAREHOUSE)")
+    group.add_argument("--query", metavar="FILE.sql", help="your query script (REFRESH_ASSETS_QUERY; default: the "
+                                                          "packaged churn_features.sql)")
+    if partition_start:
+        group.add_argument("--partition-start", metavar="YYYY-MM-DD",
+                           help="first refresh date the code location offers (REFRESH_ASSETS_PARTITION_START, "
+                                "default 2025-01-01)")
+    return parent
+
+
+def _apply_source(args) -> None:
+    """Check the data-source flags and export them (absolute paths) before the code location is imported."""
+    from refresh_assets.config import ConfigError
+
+    warehouse, query = getattr(args, "warehouse", None), getattr(args, "query", None)
+    start = getattr(args, "partition_start", None)
+    if warehouse:
+        if "://" not in warehouse:
+            if not Path(warehouse).exists():
+                raise ConfigError(f"--warehouse {warehouse}: no such file or folder (a DuckDB file, or a folder of "
+                                  "Parquet files)")
+            warehouse = str(Path(warehouse).resolve())
+        os.environ[SOURCE_VARIABLES["warehouse"]] = warehouse
+    if query:
+        if not Path(query).is_file():
+            raise ConfigError(f"--query {query}: no such file (your query script, a .sql file)")
+        os.environ[SOURCE_VARIABLES["query"]] = str(Path(query).resolve())
+    if start:
+        try:
+            dt.date.fromisoformat(start)
+        except ValueError:
+            raise ConfigError(f"--partition-start must be a date YYYY-MM-DD, got {start!r}") from None
+        os.environ[SOURCE_VARIABLES["partition_start"]] = start
+
+
 def _instance():
     from refresh_assets.local_runs import embedded_instance
 
     home = os.environ.get("DAGSTER_HOME") or str(settings.data_dir() / "dagster_home")
     return embedded_instance(Path(home))
+
+
+def _progress(verbose: bool = False):
+    """Each step on stdout as it finishes (progress.py), so a minutes-long run is not silent."""
+    from refresh_assets.progress import Progress
+
+    return Progress.for_cli(verbose)
 
 
 # ---------------------------------------------------------------- run config from --set key=value
@@ -65,8 +119,10 @@ def run_config_from_sets(pairs: list[str]) -> tuple[dict, list[str] | None]:
             raise ConfigError(f"--set takes key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
         key = key.strip()
-        value = [a.strip() for a in raw.split(",") if a.strip()] if key == "algorithms" else _parse_value(raw)
         targets = [op for op, cls in OP_CONFIGS.items() if key in cls.model_fields]
+        # a list setting (algorithms, slice_columns) takes a,b,c; an empty value is the empty list
+        listed = any("list" in str(OP_CONFIGS[op].model_fields[key].annotation) for op in targets)
+        value = [a.strip() for a in raw.split(",") if a.strip()] if listed else _parse_value(raw)
         if not targets:
             known = sorted({f for cls in OP_CONFIGS.values() for f in cls.model_fields})
             raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(known)}")
@@ -187,7 +243,8 @@ def cmd_refresh(args) -> int:
     run_config, _algorithms = run_config_from_sets(args.set or [])
     preflight(run_config, args.partition)
     instance = _instance()
-    outcome = run_refresh(defs, instance, args.partition, run_config, raise_on_error=False, quiet=not args.verbose)
+    outcome = run_refresh(defs, instance, args.partition, run_config, raise_on_error=False, quiet=not args.verbose,
+                          progress=_progress(args.verbose))
     print(partition_summary(args.partition))
     print(f"run {outcome.run_id}: {'success' if outcome.success else 'FAILED'}")
     if not outcome.success:
@@ -208,6 +265,12 @@ def cmd_rollback(args) -> int:
     from refresh_assets.definitions import defs
     from refresh_assets.local_runs import failure_summary, latest_scored_partition, rollback_run_config, run_refresh
 
+    if args.partition:
+        from refresh_assets.config import ConfigError
+        from refresh_assets.partitions import partition_key_problem
+
+        if problem := partition_key_problem(args.partition):
+            raise ConfigError(problem)
     registry = ModelRegistry(settings.data_dir() / "registry")
     known = {v.version: v for v in registry.versions()}
     if args.version not in known:
@@ -253,7 +316,7 @@ def cmd_score(args) -> int:
     preflight(refresh_config, args.partition)
     instance = _instance()
     outcome = run_scoring(defs, instance, args.partition, raise_on_error=False, quiet=not args.verbose,
-                          refresh_run_config=refresh_config or None)
+                          refresh_run_config=refresh_config or None, progress=_progress(args.verbose))
     print(f"scoring run {outcome.run_id}: {'success' if outcome.success else 'FAILED'}")
     if not outcome.success:
         for line in failure_summary(instance, outcome.run_id):
@@ -267,6 +330,39 @@ def cmd_score(args) -> int:
         print(f"propagation {day} run {run_id}: {'success' if ok else 'FAILED'}")
     runs = outcome.drift_refresh_runs + outcome.propagation_runs
     return 0 if all(ok for *_, ok in runs) else 1
+
+
+def cmd_check_query(args) -> int:
+    """Run the dataset query for one date and check it as a refresh would (contract + blocking rules); no training.
+
+    Exit 0 when every rule passes, 1 when one fails, 2 on a config error or a warehouse that cannot be opened."""
+    import contextlib
+
+    from refresh_assets.config import ComparisonConfig, ConfigError, DatasetChecksConfig, DatasetConfig, preflight
+    from refresh_assets.core.query_check import check_query, render
+    from refresh_assets.resources import Warehouse
+
+    run_config, _ = run_config_from_sets(args.set or [])
+    preflight(run_config, args.partition)  # the same validation as the first step of a refresh
+
+    def op_config(cls, op: str):
+        return cls(**(((run_config.get("ops") or {}).get(op) or {}).get("config") or {}))
+
+    spec = op_config(DatasetConfig, "training_dataset").spec(dt.date.fromisoformat(args.partition))
+    comparison = op_config(ComparisonConfig, "model_comparison")
+    # as assets/dataset.run_limits: the checks' thresholds plus the comparison's slice columns
+    limits = op_config(DatasetChecksConfig, "training_dataset_checks").limits(slice_columns=comparison.slice_columns)
+    warehouse = Warehouse()
+    with contextlib.ExitStack() as stack:
+        try:
+            con = stack.enter_context(warehouse.connect())
+        except Exception as exc:  # not found, locked, not a DuckDB file: one line, no traceback
+            raise ConfigError(f"cannot open the warehouse {warehouse.location}: {str(exc).splitlines()[0]}") from exc
+        check = check_query(con, spec, warehouse.query_path, limits, comparison.slice_columns,
+                            min_slice_rows=comparison.min_slice_rows,
+                            min_slice_positives=comparison.min_slice_positives, source=warehouse.location)
+    print(json.dumps(check.to_dict(), indent=2, default=str) if args.json else render(check))
+    return 0 if check.ok else 1
 
 
 def scoring_summary(partition: str) -> str:
@@ -295,6 +391,13 @@ def cmd_trigger(args) -> int:
     from refresh_assets import trigger
 
     run_config, _ = run_config_from_sets(args.set or [])
+    # --warehouse / --query: this run's warehouse resource (the server's own settings stay its default)
+    warehouse = {key: value for key, value in (("location", os.environ.get(SOURCE_VARIABLES["warehouse"])
+                                                 if args.warehouse else None),
+                                                ("query_path", os.environ.get(SOURCE_VARIABLES["query"])
+                                                 if args.query else None)) if value}
+    if warehouse:
+        run_config = {**run_config, "resources": {"warehouse": {"config": warehouse}}}
     tags = dict(t.split("=", 1) for t in (args.tag or []))
     run_id = trigger.launch(args.host, args.port, args.job, args.partition, run_config or None, tags or None)
     print(run_id, flush=True)
@@ -344,9 +447,18 @@ def _production_env(dagster_home: str | None) -> dict[str, str]:
     for key, value in defaults.items():
         env.setdefault(key, value)
         os.environ.setdefault(key, value)
-    env["DAGSTER_HOME"] = str(dagster_home or settings.PROJECT_ROOT)
+    env["DAGSTER_HOME"] = str(dagster_home or _production_home())
     env["REFRESH_ASSETS_DATA_DIR"] = str(settings.data_dir())
     return env
+
+
+def _production_home() -> Path:
+    """<data-dir>/dagster_home_postgres holding a fresh copy of deploy/postgres/dagster.yaml: the production
+    instance's runtime files stay under the data folder, and its configuration is always the checkout's."""
+    home = settings.data_dir() / "dagster_home_postgres"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(settings.POSTGRES_INSTANCE_YAML.read_text())
+    return home
 
 
 def cmd_worker(args) -> int:
@@ -417,6 +529,23 @@ def cmd_serve(args) -> int:
     return max(proc.returncode or 0 for proc in procs)
 
 
+def cmd_ui(args) -> int:
+    """`dagster dev` (webserver + daemon) on the embedded instance the CLI's runs are in (<data-dir>/dagster_home,
+    SQLite, the top-level dagster.yaml), with this checkout's workspace and the data-source flags exported."""
+    import subprocess
+
+    home = settings.data_dir() / "dagster_home"
+    _instance().dispose()  # creates the home and its dagster.yaml (a copy of the top-level one) if absent
+    env = {**os.environ, "DAGSTER_HOME": str(home), "REFRESH_ASSETS_DATA_DIR": str(settings.data_dir())}
+    binary = Path(sys.executable).parent
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}/dagster.yaml); Ctrl-C stops it", flush=True)
+    try:
+        return subprocess.call([str(binary / "dagster"), "dev", "-w", str(settings.PROJECT_ROOT / "workspace.yaml"),
+                                "-h", args.host, "-p", str(args.port)], env=env, cwd=settings.PROJECT_ROOT)
+    except KeyboardInterrupt:
+        return 0
+
+
 def _demo_daily_scoring(instance, day: str) -> bool:
     """A day between the two refreshes: scored by scoring_job alone, as the daily schedule does."""
     from refresh_assets.definitions import defs
@@ -424,7 +553,7 @@ def _demo_daily_scoring(instance, day: str) -> bool:
 
     print(f"== daily scoring {day} (no refresh of this day) ==", flush=True)
     t0 = time.perf_counter()
-    outcome = run_scoring(defs, instance, day, raise_on_error=False, quiet=True)
+    outcome = run_scoring(defs, instance, day, raise_on_error=False, quiet=True, progress=_progress())
     for line in failure_summary(instance, outcome.run_id):
         print(f"  {line}", file=sys.stderr)
     print(scoring_summary(day))
@@ -463,7 +592,7 @@ def cmd_demo(args) -> int:
     for partition in partitions:
         print(f"refreshing {partition} ...", flush=True)
         t0 = time.perf_counter()
-        outcome = run_refresh(defs, instance, partition, raise_on_error=False, quiet=True)
+        outcome = run_refresh(defs, instance, partition, raise_on_error=False, quiet=True, progress=_progress())
         ok &= outcome.success and all(s for *_, s in outcome.propagation_runs)
         for line in failure_summary(instance, outcome.run_id):
             print(f"  {line}", file=sys.stderr)
@@ -484,6 +613,8 @@ def cmd_demo(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="refresh-assets", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="runtime data folder (default: $REFRESH_ASSETS_DATA_DIR or ./data)")
+    parser.add_argument("--verbose", dest="global_verbose", action="store_true",
+                        help="on an error, show the Python traceback too (a command's own --verbose does as well)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="write a simulated raw warehouse (DuckDB)")
@@ -499,7 +630,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="DuckDB file (default: the warehouse path)")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("refresh", help="run refresh_job for one partition, then the chained propagation")
+    source, remote_source = _source_options(), _source_options(partition_start=False)
+    p = sub.add_parser("refresh", parents=[source],
+                       help="run refresh_job for one partition, then the chained propagation")
     p.add_argument("--partition", required=True, help="the refresh date D, YYYY-MM-DD")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a run input, e.g. tuning_budget=8")
     p.add_argument("--verbose", action="store_true", help="show Dagster's own event log lines")
@@ -509,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_champion)
 
-    p = sub.add_parser("rollback", help="make an earlier version champion again and re-score production with it")
+    p = sub.add_parser("rollback", parents=[source], help="make an earlier version champion again and re-score production with it")
     p.add_argument("--version", type=int, required=True)
     p.add_argument("--reason", default="manual rollback")
     p.add_argument("--partition", help="the day to record the rollback on and re-score (default: the day "
@@ -517,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verbose", action="store_true", help="show Dagster's own event log lines")
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("score", help="run scoring_job for one day (population, scores, drift report); a new "
+    p = sub.add_parser("score", parents=[source], help="run scoring_job for one day (population, scores, drift report); a new "
                                      "drift runs its refresh")
     p.add_argument("--partition", required=True, help="the day D, YYYY-MM-DD")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -525,7 +658,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verbose", action="store_true", help="show Dagster's own event log lines")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("trigger", help="launch a job on a running webserver through its GraphQL API")
+    p = sub.add_parser("check-query", parents=[source], help="run the dataset query for one date and check the contract and the "
+                                           "blocking dataset rules, in seconds; trains nothing (exit 0 ok, 1 a "
+                                           "rule failed, 2 a config error)")
+    p.add_argument("--partition", required=True, help="the refresh date D, YYYY-MM-DD")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a run input of the refresh, e.g. lookback_days=140 or max_null_rate=0.5")
+    p.add_argument("--json", action="store_true", help="the check as JSON")
+    p.set_defaults(func=cmd_check_query)
+
+    p = sub.add_parser("trigger", parents=[remote_source],
+                       help="launch a job on a running webserver through its GraphQL API (--warehouse/--query: "
+                            "this run's warehouse resource, paths as the server sees them)")
     p.add_argument("--job", default="refresh_job")
     p.add_argument("--partition", help="the partition (refresh date D), YYYY-MM-DD")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a run input, e.g. tuning_budget=8")
@@ -544,17 +688,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=int(os.environ.get("REFRESH_ASSETS_WEBSERVER_PORT", "3000")))
     p.set_defaults(func=cmd_cancel)
 
-    p = sub.add_parser("serve", help="webserver + daemon on PostgreSQL (the production instance, dagster.yaml)")
+    p = sub.add_parser("serve", parents=[source],
+                       help="webserver + daemon on PostgreSQL (the production instance, deploy/postgres/dagster.yaml)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: Dagster OSS has no login)")
     p.add_argument("--port", type=int, default=3000)
-    p.add_argument("--dagster-home", help="folder holding the instance dagster.yaml (default: the checkout)")
+    p.add_argument("--dagster-home", help="folder holding your own instance dagster.yaml (default: a copy of "
+                                          "deploy/postgres/dagster.yaml in <data-dir>/dagster_home_postgres)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("ui", parents=[source],
+                       help="the Dagster UI and daemon (dagster dev) on the embedded instance <data-dir>/dagster_home, "
+                            "where the CLI's runs are")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: Dagster OSS has no login)")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("worker", help="a Celery worker for runs with REFRESH_ASSETS_EXECUTOR=celery (same instance as serve)")
     p.add_argument("--queue", help="queue to take steps from (default REFRESH_ASSETS_CELERY_QUEUE, else 'dagster')")
     p.add_argument("--concurrency", type=int, default=os.cpu_count() or 1, help="steps run at once (default: CPU count)")
     p.add_argument("--loglevel", default="INFO", help="Celery log level")
-    p.add_argument("--dagster-home", help="folder holding the instance dagster.yaml (default: the checkout)")
+    p.add_argument("--dagster-home", help="folder holding your own instance dagster.yaml (default: as serve)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="what `make run` does: simulate, refresh two dates, print the summary")
@@ -563,19 +716,40 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
-    _set_data_dir(args.data_dir)
-    from refresh_assets.config import ConfigError
-
+    verbose = args.global_verbose or getattr(args, "verbose", False)
     try:
+        _set_data_dir(args.data_dir)
+        _apply_source(args)
         return args.func(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a clear one-line error for the known failures of the remote commands
-        if type(exc).__name__ in ("TriggerError", "DagsterGraphQLClientError", "TimeoutError"):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if verbose:
+            raise
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
+        return 2 if is_known_error(exc) else 1
+
+
+#: Failures a user causes and can fix (bad input, missing or damaged files, an unreachable server): one line,
+#: exit 2. Anything else is a bug or an outage: one line too, exit 1; --verbose shows the traceback.
+KNOWN_ERRORS = ("ConfigError", "DatasetContractError", "RegistryDamagedError", "RegistryLockedError",
+                "UnknownModelVersionError", "NoChampionError", "ModelIntegrityError", "TriggerError",
+                "DagsterGraphQLClientError", "TimeoutError", "FileNotFoundError", "PermissionError",
+                "ConnectionError", "ConnectionRefusedError", "OperationalError", "IOException")
+
+
+def is_known_error(exc: BaseException) -> bool:
+    return any(cls.__name__ in KNOWN_ERRORS for cls in type(exc).__mro__)
+
+
+def one_line_error(exc: BaseException) -> str:
+    """The error as one line: its own message, first line (DuckDB and psycopg2 add context lines), with the
+    type and the --verbose hint when it is not one of the known failures."""
+    message = (str(exc).strip().splitlines() or [""])[0]
+    if is_known_error(exc):
+        return message or type(exc).__name__
+    return f"{type(exc).__name__}: {message} (unexpected; rerun with --verbose to see where)"
 
 
 if __name__ == "__main__":

@@ -278,10 +278,13 @@ def preflight(run_config: dict[str, Any] | None, partition_key: str | None) -> l
     ops = (run_config or {}).get("ops", {}) or {}
     as_of = None
     if partition_key is not None:
-        try:
+        from refresh_assets.partitions import partition_key_problem
+
+        problem = partition_key_problem(partition_key)
+        if problem:
+            problems.append(problem)
+        else:
             as_of = dt.date.fromisoformat(partition_key)
-        except ValueError:
-            problems.append(f"partition key {partition_key!r} is not a date YYYY-MM-DD")
     unknown = sorted(set(ops) - set(OP_CONFIGS) - {"champion_shadow_test", "scoring_population", "production_scores",
                                                    "drift_report"})
     if unknown:

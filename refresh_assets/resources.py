@@ -15,10 +15,13 @@ class Warehouse(dg.ConfigurableResource):
     """The raw warehouse the query scripts run on: a DuckDB file or a folder of Parquet files."""
 
     location: str = Field(default_factory=settings.warehouse_location,
-                          description="DuckDB file, or folder (or object-store URL) with players/sessions/purchases "
-                                      "Parquet files (REFRESH_ASSETS_WAREHOUSE).")
-    query_path: str | None = Field(default=None,
-                                   description="Your own query script (.sql); empty: the packaged churn_features.sql.")
+                          description="DuckDB file, or folder (or object-store URL) of Parquet files: every "
+                                      "<name>.parquet and every folder of Parquet files is a table <name> "
+                                      "(REFRESH_ASSETS_WAREHOUSE, --warehouse).")
+    query_path: str | None = Field(default_factory=settings.query_path,
+                                   description="Your own query script (.sql), an absolute path on the machine that "
+                                               "runs the steps (REFRESH_ASSETS_QUERY, --query); empty: the packaged "
+                                               "churn_features.sql.")
 
     @contextmanager
     def connect(self) -> Iterator:

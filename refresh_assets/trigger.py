@@ -191,8 +191,10 @@ def _check_job_and_partition(client: DagsterGraphQLClient, url: str, job_name: s
     if partition is None:
         raise TriggerError("PartitionError", f"{job_name} is partitioned: give a partition ({keys[0]} .. {keys[-1]})")
     if partition not in set(keys):
+        moved = (f"; start the server with REFRESH_ASSETS_PARTITION_START={partition[:8]}01 or earlier "
+                 "(`refresh-assets serve --partition-start`) to offer it") if partition < keys[0] else ""
         raise TriggerError("PartitionError", f"{partition!r} is not a partition of {job_name} "
-                                             f"(partitions: {keys[0]} .. {keys[-1]})")
+                                             f"(partitions: {keys[0]} .. {keys[-1]}){moved}")
 
 
 def launch(host: str, port: int | None, job_name: str, partition: str | None = None,

@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # imported where used: the code location loads this module an
     import pandas as pd
 
 DEFAULT_QUERY = "churn_features.sql"
-RAW_TABLES = ("players", "sessions", "purchases")
 KEY_COLUMNS = ("entity_id", "as_of_date")
 LABEL_COLUMN = "label"
 #: the row order of every dataset: by snapshot date, then entity (the split then takes contiguous runs of rows)
@@ -37,19 +36,14 @@ class DatasetContractError(ValueError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A DuckDB error worth retrying (the file is locked by another process, an I/O hiccup), not a SQL error.
+    """A warehouse error worth retrying (the file is locked by another process, an I/O hiccup), not a SQL error.
 
-    SQL mistakes (parser, binder, catalog errors) and contract violations fail the same way every time.
+    SQL mistakes (parser, binder, catalog errors), contract violations and a damaged file fail the same way
+    every time (``core/transient.py`` decides for every step).
     """
-    import duckdb
+    from refresh_assets.core.transient import is_transient as transient
 
-    if isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
-                        DatasetContractError)):
-        return False
-    if isinstance(exc, duckdb.IOException):
-        return True
-    message = str(exc).lower()
-    return isinstance(exc, duckdb.Error) and ("lock" in message or "could not open" in message)
+    return not isinstance(exc, DatasetContractError) and transient(exc)
 
 
 @dataclass(frozen=True)
@@ -146,8 +140,9 @@ def _quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 
 @contextmanager
 def open_source(location: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the raw warehouse read-only: a DuckDB file, or a folder of ``<table>.parquet`` files, local or on
-    an object store (``s3://bucket/raw``: any fsspec URL, read by DuckDB through that filesystem)."""
+    """Open the raw warehouse read-only: a DuckDB file, or a folder of Parquet tables (``<name>.parquet`` files
+    and ``<name>/`` folders of Parquet files), local or on an object store (``s3://bucket/raw``: any fsspec URL,
+    read by DuckDB through that filesystem)."""
     import duckdb
 
     if "://" in str(location) and not str(location).startswith("file://"):
@@ -169,12 +164,14 @@ def open_source(location: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
         finally:
             con.close()
     else:
-        raise DatasetContractError(f"raw data source not found: {source} (run `refresh-assets simulate` first?)")
+        raise DatasetContractError(
+            f"the warehouse {source} does not exist: point REFRESH_ASSETS_WAREHOUSE (or --warehouse) at your DuckDB "
+            "file or Parquet folder, or run `refresh-assets simulate` to create the demo's")
 
 
 @contextmanager
 def _open_remote_parquet(url: str) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Views over ``<url>/<table>*.parquet`` (or ``<url>/<table>/*.parquet``) on an fsspec filesystem.
+    """Views over the Parquet tables under ``url`` (``_parquet_views``) on an fsspec filesystem.
 
     Workers on any machine read the same files; DuckDB streams them through the registered fsspec
     filesystem (s3fs, gcsfs, ... must be installed for their URLs), so nothing is copied first.
@@ -192,13 +189,33 @@ def _open_remote_parquet(url: str) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def _parquet_views(con: duckdb.DuckDBPyConnection, root, where: str) -> None:
-    """One view per raw table over ``<root>/<table>*.parquet`` or ``<root>/<table>/*.parquet`` (Path or UPath)."""
-    for table in RAW_TABLES:
-        files = sorted(root.glob(f"{table}*.parquet"), key=str) or sorted((root / table).glob("*.parquet"), key=str)
+def _parquet_views(con: duckdb.DuckDBPyConnection, root, where: str) -> list[str]:
+    """One view per table of a Parquet folder (Path or UPath): every ``<name>.parquet`` file is table ``<name>``,
+    and so is every folder ``<name>/`` holding Parquet files (at any depth, e.g. hive-style ``year=2019/``).
+    Returns the table names; your query script reads them by name."""
+    tables: dict[str, list[str]] = {}
+    for file in sorted(root.glob("*.parquet"), key=str):
+        tables.setdefault(file.name[: -len(".parquet")], []).append(str(file))
+    try:
+        entries = list(root.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        raise DatasetContractError(f"the warehouse {where} does not exist (or is not a folder)") from None
+    for folder in sorted((d for d in entries if d.is_dir() and not d.name.startswith(".")), key=str):
+        files = sorted((f for f in folder.rglob("*.parquet") if f.is_file()), key=str)
         if not files:
-            raise DatasetContractError(f"no parquet files for table '{table}' under {where}")
-        con.read_parquet([str(f) for f in files]).create_view(table)
+            continue
+        if folder.name in tables:
+            raise DatasetContractError(
+                f"table '{folder.name}' is both a file {folder.name}.parquet and a folder {folder.name}/ under "
+                f"{where}: keep one of them")
+        tables[folder.name] = [str(f) for f in files]
+    if not tables:
+        raise DatasetContractError(
+            f"no Parquet table under {where}: put one <name>.parquet file or one <name>/ folder of Parquet files "
+            "per table there (or point the warehouse at a DuckDB file)")
+    for name, files in tables.items():
+        con.read_parquet(files).create_view(name)
+    return sorted(tables)
 
 
 def run_query(con: duckdb.DuckDBPyConnection, sql: str, as_of_date: dt.date,

@@ -28,7 +28,9 @@ def test_defaults_pass():
      "training_dataset_checks: min_label_rate 0.6 is above max_label_rate 0.2"),
     (ops(training_dataset_checks={"required_features": {"spend": "money"}}), "2026-06-01",
      "training_dataset_checks.required_features"),
-    ({}, "not-a-date", "partition key"),
+    ({}, "not-a-date", "partition 'not-a-date' is not a date"),
+    ({}, "2019-06-30", "before the first partition 2025-01-01.*REFRESH_ASSETS_PARTITION_START=2019-06-01"),
+    ({}, "2999-01-01", "partition 2999-01-01 does not exist yet"),
     (ops(candidate_xgboost={"tuning_budget": 2}), "2026-06-01", "unknown op"),
 ])
 def test_bad_inputs_are_refused_naming_the_field(run_config, partition, field):
@@ -99,3 +101,12 @@ def test_guardrail_config_reaches_the_core_settings():
                                 min_slice_rows=200, min_slice_positives=20).guardrails()
     assert (settings.calibration_margin, settings.slice_margin, settings.slice_columns) == (0.01, 0.05, ("country",))
     assert (settings.min_slice_rows, settings.min_slice_positives) == (200, 20)
+
+
+def test_list_settings_take_comma_separated_values_and_empty_means_none():
+    run_config, _ = run_config_from_sets(["slice_columns=region,plan"])
+    assert run_config["ops"]["model_comparison"]["config"]["slice_columns"] == ["region", "plan"]
+    run_config, _ = run_config_from_sets(["slice_columns="])
+    assert run_config["ops"]["model_comparison"]["config"]["slice_columns"] == []
+    run_config, algorithms = run_config_from_sets(["algorithms=logreg,hist_gb"])
+    assert algorithms == ["logreg", "hist_gb"]

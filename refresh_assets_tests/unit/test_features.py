@@ -142,7 +142,7 @@ def test_build_dataset_splits_and_parquet_source(tmp_path, con):
     assert "label" not in frames.scoring.columns
     assert frames.stats["train"]["rows"] == len(frames.train) > 0
     assert set(frames.train["label"].unique()) <= {0, 1}
-    with pytest.raises(DatasetContractError, match="not found"):
+    with pytest.raises(DatasetContractError, match="does not exist"):
         with open_source(tmp_path / "nope.duckdb"):
             pass
 
@@ -402,3 +402,31 @@ def test_an_integer_feature_null_only_in_older_snapshots_is_stored_alike_by_both
     assert str(refresh.train["weekly"].dtype) == "Int32"  # NULLs in the older snapshots
     assert str(population.scoring["weekly"].dtype) == str(refresh.scoring["weekly"].dtype) == "int32"
     assert frame_hash(population.scoring) == frame_hash(refresh.scoring)
+
+
+def test_a_parquet_folder_exposes_every_file_and_every_folder_of_files_as_a_table_of_that_name(tmp_path):
+    """A user's own table names: customers.parquet is table customers, orders/ (one file per year, at any
+    depth) is table orders; a name that is both a file and a folder is refused, naming both."""
+    import pandas as pd
+
+    from refresh_assets.core.features import DatasetContractError, open_source
+
+    pd.DataFrame({"customer_id": [1, 2, 3]}).to_parquet(tmp_path / "customers.parquet")
+    for year in (2019, 2020):
+        (tmp_path / "orders" / f"year={year}").mkdir(parents=True)
+        pd.DataFrame({"customer_id": [1, 2], "amount": [10.0, 20.0]}).to_parquet(
+            tmp_path / "orders" / f"year={year}" / "part-0.parquet")
+    (tmp_path / "notes").mkdir()  # a folder without Parquet files is no table
+    (tmp_path / "notes" / "readme.txt").write_text("not a table")
+    with open_source(tmp_path) as con:
+        tables = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        assert tables == {"customers", "orders"}
+        assert con.execute("SELECT count(*), sum(amount) FROM orders").fetchone() == (4, 60.0)
+        assert con.execute("SELECT count(*) FROM customers").fetchone() == (3,)
+    pd.DataFrame({"customer_id": [9]}).to_parquet(tmp_path / "orders.parquet")
+    with pytest.raises(DatasetContractError, match=r"table 'orders' is both a file orders.parquet and a folder orders/"):
+        with open_source(tmp_path):
+            pass
+    with pytest.raises(DatasetContractError, match="no Parquet table under"):
+        with open_source(tmp_path / "notes"):
+            pass

@@ -152,8 +152,15 @@ def test_the_warehouse_reads_parquet_tables_on_an_object_store(bucket, tmp_path,
             query = f"SELECT * FROM {name} ORDER BY ALL"
             assert remote.execute(query).fetchall() == local.execute(query).fetchall()
 
-    (bucket / "raw" / "purchases.parquet").unlink()
-    with pytest.raises(DatasetContractError, match="no parquet files for table 'purchases' under memory://"):
+    # a folder of Parquet files is one table of the folder's name, on an object store too
+    for part in range(2):
+        with (bucket / "raw" / "orders" / f"part-{part}.parquet").open("wb") as handle:
+            pd.DataFrame({"order_id": [part], "amount": [1.5 + part]}).to_parquet(handle)
+    with open_source(str(bucket / "raw")) as remote:
+        assert remote.execute("SELECT sum(amount), count(*) FROM orders").fetchone() == (4.0, 2)
+    for name in ("players", "sessions", "purchases", "orders/part-0", "orders/part-1"):
+        (bucket / "raw" / f"{name}.parquet").unlink()
+    with pytest.raises(DatasetContractError, match="(no Parquet table under|the warehouse) memory://"):
         with open_source(str(bucket / "raw")):
             pass
 
