@@ -85,3 +85,25 @@ def test_an_unexpected_error_is_one_line_with_the_hint_and_exit_1(tmp_path, caps
     code, _, err = run(capsys, "--data-dir", str(tmp_path), "champion")
     assert code == 1
     assert err == "error: RuntimeError: boom (unexpected; rerun with --verbose to see where)\n"
+
+
+def test_trigger_sends_warehouse_and_query_as_the_runs_resource_config(tmp_path, capsys, monkeypatch):
+    """`trigger --warehouse --query`: the launched run's warehouse resource (the launchpad's
+    resources.warehouse.config), with absolute paths, and the job's config schema accepts it."""
+    import dagster as dg
+
+    from refresh_assets import trigger
+    from refresh_assets.definitions import defs
+
+    query = tmp_path / "mine.sql"
+    query.write_text("SELECT 1")
+    (tmp_path / "shop").mkdir()
+    sent = {}
+    monkeypatch.setattr(trigger, "launch", lambda host, port, job, partition, run_config, tags:
+                        sent.update(run_config=run_config) or "run-1")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["trigger", "--partition", "2026-07-05", "--warehouse", "shop", "--query", "mine.sql",
+                     "--set", "tuning_budget=1"]) == 0
+    resources = sent["run_config"]["resources"]
+    assert resources == {"warehouse": {"config": {"location": str(tmp_path / "shop"), "query_path": str(query)}}}
+    assert dg.validate_run_config(defs.resolve_job_def("refresh_job"), sent["run_config"])
