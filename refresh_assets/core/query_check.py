@@ -124,8 +124,8 @@ def check_query(con: duckdb.DuckDBPyConnection, spec: features.DatasetSpec, quer
     import duckdb
 
     if slice_columns is _FROM_LIMITS:
-        slice_columns = getattr(limits, "slice_columns", None)
-    elif hasattr(limits, "slice_columns"):
+        slice_columns = limits.slice_columns
+    else:
         limits = dataclasses.replace(limits, slice_columns=None if slice_columns is None else tuple(slice_columns))
 
     name = str(query_path) if query_path is not None else PACKAGED
@@ -171,9 +171,7 @@ def check_query(con: duckdb.DuckDBPyConnection, spec: features.DatasetSpec, quer
                             rows_after_as_of_date=int(frames.stats.get("rows_after_as_of_date", 0)))
     for result in run_rules(RULES, data, limits):
         check.rules.append(_with_fix(result))
-    slice_rule = _slices(check, frames.holdout, slice_columns, min_slice_rows, min_slice_positives)
-    if "slice_columns" not in RULES:  # an older validation.py: judge the slice columns here
-        check.rules.append(slice_rule)
+    _slices(check, frames.holdout, slice_columns, min_slice_rows, min_slice_positives)  # judged by RULES
     check.check_seconds = round(time.perf_counter() - started, 3)
     return check
 
@@ -263,29 +261,17 @@ def _column_stats(rows: pd.DataFrame, frames: features.DatasetFrames) -> list[Co
     return out
 
 
-def _slices(check: QueryCheck, holdout: pd.DataFrame, named, min_rows: int, min_positives: int) -> RuleCheck:
+def _slices(check: QueryCheck, holdout: pd.DataFrame, named, min_rows: int, min_positives: int) -> None:
     """The slice columns the comparison would gate on this holdout (``evaluate.resolve_slice_columns``) and, per
-    value, whether it is large enough to be gated; a named slice column the data lacks is a failed rule."""
+    value, whether it is large enough to be gated (the ``slice_columns`` rule of RULES judges a missing one)."""
     import numpy as np
     import pandas as pd
 
-    named = None if named is None else list(named)
-    try:
-        from refresh_assets.core.evaluate import resolve_slice_columns
-    except ImportError:  # an older evaluate: named columns only, each required
-        resolve_slice_columns = None
-    if resolve_slice_columns is not None:
-        choice = resolve_slice_columns(holdout, named)
-        columns, missing, describe = list(choice.columns), list(choice.missing), choice.describe()
-    else:
-        columns = [c for c in named or [] if c in holdout.columns]
-        missing = [c for c in named or [] if c not in holdout.columns]
-        describe = f"slices gated: {', '.join(columns) or 'none'} (named)"
-    check.slice_columns, check.slice_choice = columns, describe
-    if missing:
-        message = (f"slice column(s) {missing} named in slice_columns are not in the query's output "
-                   f"(its features: {check.features})")
-        return RuleCheck("slice_columns", False, message, _fix("slice_columns", message))
+    from refresh_assets.core.evaluate import resolve_slice_columns
+
+    choice = resolve_slice_columns(holdout, None if named is None else list(named))
+    columns = list(choice.columns)
+    check.slice_columns, check.slice_choice = columns, choice.describe()
     y = np.asarray(pd.to_numeric(holdout[features.LABEL_COLUMN], errors="coerce").astype("float64"))
     for column in columns:
         values = holdout[column].astype(object).where(holdout[column].notna(), "(missing)").astype(str)
@@ -294,9 +280,6 @@ def _slices(check: QueryCheck, holdout: pd.DataFrame, named, min_rows: int, min_
         for value, row in grouped.iterrows():
             gated = row["rows"] >= min_rows and min(row["pos"], row["neg"]) >= min_positives
             check.slices.append(SliceStats(column, str(value), int(row["rows"]), int(row["pos"]), bool(gated)))
-    gated = sum(s.gated for s in check.slices)
-    return RuleCheck("slice_columns", True, f"{describe}; {gated} of {len(check.slices)} slice(s) large enough to gate "
-                                            f"(>= {min_rows} holdout rows and >= {min_positives} of each class)")
 
 
 # ---------------------------------------------------------------------------------------------- fixes
