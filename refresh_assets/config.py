@@ -260,6 +260,14 @@ OP_CONFIGS: dict[str, type[dg.Config]] = {
 }
 
 
+def _date_problem(key: str) -> str | None:
+    try:
+        dt.date.fromisoformat(key)
+    except ValueError:
+        return f"partition {key!r} is not a date YYYY-MM-DD"
+    return None
+
+
 class ConfigError(ValueError):
     """A run input is invalid; the message names the field."""
 
@@ -272,15 +280,20 @@ def describe_validation_error(op_name: str, exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def preflight(run_config: dict[str, Any] | None, partition_key: str | None) -> list[str]:
-    """Validate every op's config of a refresh run, and the partition key, before any work; raise ConfigError."""
+def preflight(run_config: dict[str, Any] | None, partition_key: str | None, *,
+              local_partitions: bool = True) -> list[str]:
+    """Validate every op's config of a refresh run, and the partition key, before any work; raise ConfigError.
+
+    ``local_partitions``: the key must be a partition of this process's code location (the CLI's own runs);
+    False when a server with its own partitions (REFRESH_ASSETS_PARTITION_START) launches the run (trigger.py
+    asks that server instead), so only the date itself is checked here."""
     problems: list[str] = []
     ops = (run_config or {}).get("ops", {}) or {}
     as_of = None
     if partition_key is not None:
         from refresh_assets.partitions import partition_key_problem
 
-        problem = partition_key_problem(partition_key)
+        problem = partition_key_problem(partition_key) if local_partitions else _date_problem(partition_key)
         if problem:
             problems.append(problem)
         else:

@@ -224,7 +224,7 @@ def launch(host: str, port: int | None, job_name: str, partition: str | None = N
     if validate and job_name in PREFLIGHT_JOBS:
         from refresh_assets.config import preflight
 
-        preflight(dict(run_config or {}), partition)
+        preflight(dict(run_config or {}), partition, local_partitions=False)  # the server's partitions: below
 
     url = _url(host, port, use_https)
     client = _client(host, port, use_https)

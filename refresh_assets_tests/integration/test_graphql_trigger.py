@@ -180,6 +180,11 @@ def test_refusals_are_clear(server):
         trigger.launch(HOST, port, "nope_job", FIRST, {})
     with pytest.raises(trigger.TriggerError, match="'2099-01-01' is not a partition of refresh_job"):
         trigger.launch(HOST, port, "refresh_job", "2099-01-01", {})
+    # the server's partitions decide (it may start them elsewhere than this process): an earlier date names the
+    # server's variable that moves them
+    with pytest.raises(trigger.TriggerError, match=r"'2019-06-30' is not a partition of refresh_job \(partitions: "
+                                                   r"2025-01-01 .*REFRESH_ASSETS_PARTITION_START=2019-06-01"):
+        trigger.launch(HOST, port, "refresh_job", "2019-06-30", {})
     with pytest.raises(trigger.TriggerError, match="refresh_job is partitioned"):
         trigger.launch(HOST, port, "refresh_job", None, {})
     with pytest.raises(ConfigError, match="min_improvement"):
