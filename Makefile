@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 
 
-.PHONY: install browser run test test-unit ui serve worker lock validate clean bench bench-quick decisions decisions-quick
+.PHONY: install browser run test test-unit ui serve worker lock validate clean bench bench-quick decisions decisions-quick scorer
 
 install: $(STAMP)
 
@@ -70,6 +70,11 @@ serve: install
 # REFRESH_ASSETS_CELERY_BROKER / _BACKEND / _QUEUE select the broker and queue.
 worker: install
 	$(BIN)/refresh-assets --data-dir $(DATA) worker
+
+# The real-time scorer on 127.0.0.1:8000 (POST /v1/score): the champion's published scorer, hot-swapped when the
+# champion changes. ARGS: e.g. ARGS="--port 8080 --poll-seconds 1".
+scorer: install
+	$(BIN)/refresh-assets --data-dir $(DATA) scorer $(ARGS)
 
 clean:
 	rm -rf data/outputs data/registry data/dagster_home data/warehouse

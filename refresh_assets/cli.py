@@ -50,11 +50,14 @@ def _source_options(partition_start: bool = True) -> argparse.ArgumentParser:
 
 
 def _apply_source(args) -> None:
-    """Check the data-source flags and export them (absolute paths) before the code location is imported."""
-    from refresh_assets.config import ConfigError
-
+    """Check the data-source flags and export them (absolute paths) before the code location is imported.
+    Imports nothing heavy when no flag is given (`scorer` must start in well under 3 s)."""
     warehouse, query = getattr(args, "warehouse", None), getattr(args, "query", None)
     start = getattr(args, "partition_start", None)
+    if not (warehouse or query or start):
+        return
+    from refresh_assets.config import ConfigError
+
     if warehouse:
         if "://" not in warehouse:
             if not Path(warehouse).exists():
@@ -546,6 +549,21 @@ def cmd_ui(args) -> int:
         return 0
 
 
+def cmd_scorer(args) -> int:
+    """The real-time scorer (refresh_assets/serving/app.py): HTTP scoring with the champion's published scorer
+    (<registry>/scorers/v<N>/), swapped without a restart when the champion changes."""
+    from refresh_assets.serving.app import serve
+
+    registry = Path(args.registry).resolve() if args.registry else settings.data_dir() / "registry"
+    print(f"real-time scorer on http://{args.host}:{args.port}/v1/score (registry {registry}, champion polled every "
+          f"{args.poll_seconds:g}s); Ctrl-C stops it", flush=True)
+    try:
+        serve(registry, host=args.host, port=args.port, poll_seconds=args.poll_seconds)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _demo_daily_scoring(instance, day: str) -> bool:
     """A day between the two refreshes: scored by scoring_job alone, as the daily schedule does."""
     from refresh_assets.definitions import defs
@@ -709,6 +727,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loglevel", default="INFO", help="Celery log level")
     p.add_argument("--dagster-home", help="folder holding your own instance dagster.yaml (default: as serve)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("scorer", help="the real-time scorer: POST /v1/score with the champion's published scorer, "
+                                      "hot-swapped when the champion changes")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: the API has no login)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--poll-seconds", type=float, default=0.5, help="how often the champion is read (default 0.5)")
+    p.add_argument("--registry", help="registry root (default <data-dir>/registry)")
+    p.set_defaults(func=cmd_scorer)
 
     p = sub.add_parser("demo", help="what `make run` does: simulate, refresh two dates, print the summary")
     p.add_argument("--no-reset", dest="reset", action="store_false",

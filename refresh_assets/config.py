@@ -7,6 +7,7 @@ before any data is read, and by the CLI before it launches anything. Every messa
 
 
 import datetime as dt
+import os
 from enum import Enum
 from typing import Any
 
@@ -219,6 +220,20 @@ class ScoringConfig(dg.Config):
     top_k_share: float = Field(default=0.1, gt=0.0, le=0.5, description="Share of players flagged as most at risk.")
 
 
+class RealtimeConfig(dg.Config):
+    """The real-time scorer built from the champion after D's batch scoring, and the bar it must meet."""
+
+    sample_rows: int = Field(default=200, ge=1, le=100_000,
+                             description="Rows of D's population the conformance test replays over HTTP.")
+    latency_requests: int = Field(default=200, ge=10, description="Single-row requests timed for the p99.")
+    p99_ms: float = Field(default_factory=lambda: float(os.environ.get("REFRESH_ASSETS_REALTIME_P99_MS", "10")),
+                          gt=0.0,
+                          description="The served single-row p99 latency (ms, loopback) the scorer must meet "
+                                      "to be published (default REFRESH_ASSETS_REALTIME_P99_MS, else 10).")
+    top_k_share: float = Field(default=0.1, gt=0.0, le=0.5,
+                               description="Share flagged as at risk, as in production_scores (risk threshold).")
+
+
 class DriftConfig(dg.Config):
     """How the drift check compares D's scoring population with the champion's training data."""
 
@@ -299,7 +314,7 @@ def preflight(run_config: dict[str, Any] | None, partition_key: str | None, *,
         else:
             as_of = dt.date.fromisoformat(partition_key)
     unknown = sorted(set(ops) - set(OP_CONFIGS) - {"champion_shadow_test", "scoring_population", "production_scores",
-                                                   "drift_report"})
+                                                   "drift_report", "realtime_scorer"})
     if unknown:
         problems.append(f"unknown op(s) in run config: {unknown}; known: {sorted(OP_CONFIGS)}")
     for op_name, cls in OP_CONFIGS.items():

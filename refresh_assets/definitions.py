@@ -9,6 +9,7 @@ from refresh_assets.assets.comparison import model_comparison
 from refresh_assets.assets.dataset import training_dataset
 from refresh_assets.assets.drift import drift_report
 from refresh_assets.assets.population import scoring_population
+from refresh_assets.assets.realtime import realtime_scorer
 from refresh_assets.assets.scoring import champion_shadow_test, production_scores
 from refresh_assets.checks import dataset_checks
 from refresh_assets.executors import executor_from_env
@@ -28,7 +29,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
     """The whole code location; tests pass their own resources (temporary folders)."""
     return dg.Definitions(
         assets=[training_dataset, *candidate_assets, model_comparison, champion_model, scoring_population,
-                champion_shadow_test, production_scores, drift_report],
+                champion_shadow_test, production_scores, realtime_scorer, drift_report],
         asset_checks=dataset_checks,
         jobs=[refresh_job, propagation_job, scoring_job, rollback_job],
         schedules=[weekly_refresh_schedule, daily_scoring_schedule],

@@ -13,6 +13,7 @@ from refresh_assets.assets.comparison import COMPARISON
 from refresh_assets.assets.dataset import DATASET
 from refresh_assets.assets.drift import DRIFT
 from refresh_assets.assets.population import POPULATION
+from refresh_assets.assets.realtime import REALTIME
 from refresh_assets.assets.scoring import SCORES, SHADOW
 from refresh_assets.executors import executor_from_env
 
@@ -53,9 +54,10 @@ REFRESH_SELECTION = dg.AssetSelection.assets(DATASET, *candidate_assets, COMPARI
 refresh_job = partitioned_job("refresh", REFRESH_SELECTION,
                               "Dataset -> candidates -> comparison -> champion for one refresh date.",
                               tags={CHAMPION_WRITER_TAG: "true"})
-propagation_job = partitioned_job("propagation", dg.AssetSelection.assets(POPULATION, SHADOW, SCORES),
+propagation_job = partitioned_job("propagation", dg.AssetSelection.assets(POPULATION, SHADOW, SCORES, REALTIME),
                                   "After a promotion or a rollback: D's population, the shadow test of new vs "
-                                  "previous champion on it, then D's scores.")
+                                  "previous champion on it, D's scores, then the real-time scorer, proven by its "
+                                  "conformance test before the scoring service may swap to it.")
 scoring_job = partitioned_job("scoring", dg.AssetSelection.assets(POPULATION, SCORES, DRIFT),
                               "Daily: D's scoring population, scored with the champion in force and checked for drift.")
 rollback_job = partitioned_job(ROLLBACK_JOB.removesuffix("_job"), dg.AssetSelection.assets(CHAMPION),

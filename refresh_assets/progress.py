@@ -29,6 +29,7 @@ from refresh_assets.assets.comparison import COMPARISON
 from refresh_assets.assets.dataset import DATASET
 from refresh_assets.assets.drift import DRIFT
 from refresh_assets.assets.population import POPULATION
+from refresh_assets.assets.realtime import REALTIME
 from refresh_assets.assets.scoring import SCORES, SHADOW
 
 #: Seconds between two reads of the run's events (and two refreshes of the live line).
@@ -192,6 +193,8 @@ FIGURES: dict[str, Callable[[dict], str]] = {
     SCORES: lambda m: f"{m['rows']} rows scored with v{m['champion_version']}",
     DRIFT: _drift,
     SHADOW: _shadow,
+    REALTIME: lambda m: (f"v{m['champion_version']} as {m['runtime']}, max diff {m['max_abs_diff']:.1e}, "
+                         f"p99 {m['p99_ms']:.1f} ms, published"),
 }
 
 

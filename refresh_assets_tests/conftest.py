@@ -9,6 +9,9 @@ import pytest
 
 # Steps fail fast in tests; tests of retries set their own policy explicitly.
 os.environ.setdefault("REFRESH_ASSETS_RETRY_MAX", "0")
+# The real-time scorer's latency bar in tests: correctness is what they check, on a loaded 2-core machine with four
+# test workers; the 10 ms bar itself is measured by the realtime_latency benchmark (make bench).
+os.environ.setdefault("REFRESH_ASSETS_REALTIME_P99_MS", "2000")
 
 SIM_START = dt.date(2026, 1, 5)
 DRIFT_DATE = dt.date(2026, 4, 20)

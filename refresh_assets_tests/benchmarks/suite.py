@@ -27,13 +27,14 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "bench_drift_row": ("drift_check",),
     "bench_load": ("code_location_load",),
     "bench_scoring": ("batch_scoring",),
+    "bench_realtime": ("realtime_latency", "realtime_throughput"),
     "bench_daily_scoring": ("daily_scoring",),
     "bench_backfill": ("backfill_flatness",),
     "bench_sensor": ("sensor_tick",),
 }
 ANALYSIS = Path(__file__).with_name("ANALYSIS.md")
 ROW_ORDER = ("refresh_inprocess", "refresh_multiprocess", "dataset_build", "drift_check", "code_location_load",
-             "batch_scoring", "daily_scoring", "backfill_flatness", "sensor_tick", "refresh_peak_memory")
+             "batch_scoring", "realtime_latency", "realtime_throughput", "daily_scoring", "backfill_flatness", "sensor_tick", "refresh_peak_memory")
 
 
 def _failed_rows(names: tuple[str, ...], error: BaseException) -> list[Row]:

@@ -120,6 +120,42 @@ def test_partition_after_concept_drift_promotes_a_new_champion(scenario):
     assert registry_state(project)[0] == 2
 
 
+def test_each_promotion_publishes_a_real_time_scorer_proven_by_its_generated_conformance_test(scenario):
+    """propagation_job's realtime_scorer: the champion as ONNX with sklearn's scores (parity on D's whole batch),
+    a conformance test generated with it that served D's sample over HTTP with the batch scores, and the folder
+    published for the scoring service; the generated test passes again when run on its own, as CI runs it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from refresh_assets.serving.build import published_dir
+
+    project, _ = scenario
+    store = project.store()
+    registry = project.registry()
+    promoted = {v.version for v in registry.versions()}
+    for partition in PRE_DRIFT[:1]:
+        folder = store.current("realtime_scorer", partition)
+        manifest = store.read_manifest(folder)
+        scorer, conformance = manifest["scorer"], manifest["conformance"]
+        assert scorer["runtime"] == "onnx" and scorer["fallback_reason"] is None, scorer
+        assert scorer["parity"]["max_abs_diff"] <= 1e-4 and scorer["parity"]["same_top_k"]
+        assert scorer["parity"]["rows"] == store.read_manifest(store.current("production_scores", partition))["rows"]
+        assert conformance["passed"] and conformance["rows"] == 200 and conformance["max_score_diff"] <= 1e-4
+        assert {"test_conformance.py", "conformance_sample.parquet", "model.onnx", "scorer.json",
+                "conformance.json"} <= set(manifest["files"])
+        published = published_dir(project.root / "registry", scorer["version"])
+        assert json.loads((published / "scorer.json").read_text())["model_sha256"] == scorer["model_sha256"]
+        # the generated test, run again as a user or CI would
+        rerun = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(folder),
+                                "-c", "/dev/null", str(folder / "test_conformance.py")], capture_output=True, text=True,
+                               timeout=300, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    # every version that ever was champion after a propagation has its published scorer
+    assert {int(p.name[1:]) for p in (project.root / "registry" / "scorers").iterdir()} <= promoted
+
+
 def test_every_output_has_its_manifest(scenario):
     from refresh_assets.core.artifacts import sha256_file
 
@@ -141,7 +177,8 @@ def test_every_output_has_its_manifest(scenario):
                     assert manifest["inputs"], f"{output_dir} records no upstream input"
                     for upstream in manifest["inputs"].values():
                         assert sha256_file(Path(upstream["output_dir"]) / "manifest.json") == upstream["manifest_sha256"]
-    assert seen == set(REFRESH_ASSETS) | {"scoring_population", "champion_shadow_test", "production_scores"}
+    assert seen == set(REFRESH_ASSETS) | {"scoring_population", "champion_shadow_test", "production_scores",
+                                          "realtime_scorer"}
     dataset = store.read_manifest(store.current("training_dataset", PRE_DRIFT[0]))
     assert dataset["config"]["label_horizon_days"] == 14 and len(dataset["query_sha256"]) == 64
     assert dataset["stats"]["train"]["rows"] > 0 and dataset["dataset_hash"]

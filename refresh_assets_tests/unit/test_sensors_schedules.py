@@ -81,13 +81,16 @@ def test_asset_graph_lineage():
     assert parents["champion_model"] == {"model_comparison"}
     # the daily steps read the daily population, never a refresh's dataset (only a refresh of D builds one)
     assert parents["production_scores"] == {"scoring_population", "champion_model"}
+    # the real-time scorer is built from the day's batch scores (its conformance sample replays them)
+    assert parents["realtime_scorer"] == {"scoring_population", "production_scores"}
     assert parents["champion_shadow_test"] == {"scoring_population", "champion_model"}
     assert parents["drift_report"] == {"scoring_population", "champion_model"}
     assert parents["scoring_population"] == set()
     node_names = {name: {n.name for n in defs.resolve_job_def(name).nodes}
                   for name in ("scoring_job", "propagation_job", "rollback_job")}
     assert node_names == {"scoring_job": {"scoring_population", "production_scores", "drift_report"},
-                          "propagation_job": {"scoring_population", "champion_shadow_test", "production_scores"},
+                          "propagation_job": {"scoring_population", "champion_shadow_test", "production_scores",
+                                              "realtime_scorer"},
                           "rollback_job": {"champion_model"}}
     job = defs.resolve_job_def("refresh_job")
     assert {n.name for n in job.nodes} == {"training_dataset", "candidate_logreg", "candidate_random_forest",

@@ -1,0 +1,242 @@
+"""The real-time scorer over real HTTP: fuzzed from its /openapi.json, killed and restarted, hot-swapped under load.
+
+Tiny fitted pipelines are promoted in a real registry and published as runtime "skops" folders (as in the unit
+tests); the service runs with the real runtime (serving/runtime.py) and, for (b) and (c), as the
+`refresh-assets scorer` process.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from refresh_assets.core import artifacts
+from refresh_assets.core.registry import ModelRegistry
+from refresh_assets.serving import app as serving
+from refresh_assets_tests.unit.test_serving_app import ROWS, fit_pipeline, promote, publish
+
+pytestmark = pytest.mark.integration
+
+CLI = Path(sys.executable).parent / "refresh-assets"
+RESTART_BAR_SECONDS = 3.0
+LOAD_SECONDS = 62.0
+LOAD_THREADS = 4
+POLL_SECONDS = 0.2
+#: how long after a champion change the service may still answer with the previous version: one poll, plus
+#: loading the new scorer (measured well under a second; the measured lag is printed)
+STALENESS_SECONDS = POLL_SECONDS + 1.0
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory) -> dict[int, Path]:
+    folder = tmp_path_factory.mktemp("candidates")
+    files = {}
+    for seed in (1, 2, 3):
+        files[seed] = folder / f"m{seed}.skops"
+        artifacts.save_model(fit_pipeline(seed), files[seed])
+    return files
+
+
+def _registry_with_v1(root: Path, model_file: Path) -> ModelRegistry:
+    reg = ModelRegistry(root, lock_timeout_seconds=30)
+    publish(reg.root, promote(reg, model_file, "run-1"))
+    return reg
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(data_dir: Path, registry: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen([str(CLI), "--data-dir", str(data_dir), "scorer", "--port", str(port),
+                             "--registry", str(registry), "--poll-seconds", str(POLL_SECONDS)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _serving_after(process: subprocess.Popen, port: int, started: float, version: int, timeout: float = 30) -> float:
+    """Seconds from ``started`` until /healthz answers 200 with ``version`` and a score request succeeds."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        while True:
+            try:
+                health = client.get("/healthz")
+                if health.status_code == 200 and health.json()["model_version"] == version:
+                    scored = client.post("/v1/score", json=ROWS[0])
+                    assert scored.status_code == 200 and scored.json()["model_version"] == version, scored.text
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                raise AssertionError(process.stdout.read().decode(errors="replace")[-3000:])
+            assert time.perf_counter() - started < timeout, "the scorer did not serve in time"
+            time.sleep(0.02)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ------------------------------------------------------------------------------------------------ (a) fuzz
+
+
+def test_fuzzing_the_openapi_document_finds_no_server_error(tmp_path, model_files):
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.generation import GenerationMode
+
+    reg = _registry_with_v1(tmp_path / "registry", model_files[1])
+    app = serving.create_app(reg.root, max_rows=50)
+    try:
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        statuses: Counter = Counter()
+        failures: list[str] = []
+
+        # valid requests (schema-conforming) and invalid ones (schemathesis' negative mode), half each
+        cases = st.one_of(schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE))
+
+        @settings(max_examples=400, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=cases)
+        def fuzz(case):
+            response = case.call()
+            statuses[(case.operation.path, response.status_code)] += 1
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.path} {case.body!r:.300} -> {response.status_code}")
+            case.validate_response(response, checks=[not_a_server_error])
+
+        started = time.perf_counter()
+        fuzz()
+        print(f"\nfuzzed {sum(statuses.values())} requests in {time.perf_counter() - started:.1f}s: "
+              f"{dict(sorted(statuses.items()))}")
+        assert not failures, failures
+        assert any(path == "/v1/score" and status == 200 for path, status in statuses)
+        assert any(path == "/v1/score" and status == 422 for path, status in statuses)
+    finally:
+        app.state.scorer.stop()
+
+
+# ------------------------------------------------------------------------------------------------ (b) SIGKILL
+
+
+def test_a_killed_scorer_serves_again_within_three_seconds_of_restart(tmp_path, model_files):
+    reg = _registry_with_v1(tmp_path / "registry", model_files[1])
+    v2 = promote(reg, model_files[2], "run-2")  # the champion in force is v2
+    publish(reg.root, v2)
+    port = _free_port()
+    started = time.perf_counter()
+    process = _start(tmp_path, reg.root, port)
+    try:
+        first = _serving_after(process, port, started, version=2)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        started = time.perf_counter()
+        process = _start(tmp_path, reg.root, port)
+        again = _serving_after(process, port, started, version=2)
+    finally:
+        _stop(process)
+    print(f"\nscorer serving v2 {first:.2f}s after the first start, {again:.2f}s after SIGKILL + restart")
+    assert again < RESTART_BAR_SECONDS, f"restart took {again:.2f}s"
+
+
+# ------------------------------------------------------------------------------------------------ (c) hot swap
+
+
+def test_hot_swaps_under_load_fail_no_request_and_serve_the_champion(tmp_path, model_files):
+    reg = _registry_with_v1(tmp_path / "registry", model_files[1])
+    port = _free_port()
+    process = _start(tmp_path, reg.root, port)
+    _serving_after(process, port, time.perf_counter(), version=1)
+
+    results: list[tuple[float, float, int | None, int]] = []  # (start, end, version, status)
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def client_loop(offset: int) -> None:
+        mine = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            i = offset
+            while not stop.is_set():
+                body = ROWS[i % len(ROWS)] if i % 3 else ROWS  # singles and batches
+                i += 1
+                start = time.perf_counter()
+                try:
+                    response = client.post("/v1/score", json=body)
+                    end = time.perf_counter()
+                    version = response.json().get("model_version") if response.status_code == 200 else None
+                    mine.append((start, end, version, response.status_code))
+                except Exception as error:  # noqa: BLE001 - every failure is counted and reported
+                    errors.append(f"{type(error).__name__}: {error}")
+        results.extend(mine)
+
+    # champion history: (version, instant it may have become champion, instant it certainly had)
+    changes: list[tuple[int, float, float]] = [(1, float("-inf"), float("-inf"))]
+    threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(LOAD_THREADS)]
+    load_started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    try:
+        plan = [(12, 2), (27, 3), (42, 1)]  # seconds into the load: promote v2, promote v3, roll back to v1
+        for at, version in plan:
+            time.sleep(max(0.0, load_started + at - time.perf_counter()))
+            if version == 1:
+                before = time.perf_counter()
+                reg.rollback(1, run_id="run-rollback", reason="load test")
+            else:
+                # publish first (the folder of the version the promote is about to create), then promote
+                sha = artifacts.sha256_file(model_files[version])
+                staged = type("V", (), {"version": version, "model_path": str(model_files[version]),
+                                        "algorithm": "logreg", "model_sha256": sha})
+                publish(reg.root, staged)
+                before = time.perf_counter()
+                assert promote(reg, model_files[version], f"run-{version}").version == version
+            changes.append((version, before, time.perf_counter()))
+        time.sleep(max(0.0, load_started + LOAD_SECONDS - time.perf_counter()))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        duration = time.perf_counter() - load_started
+        _stop(process)
+
+    failed = [r for r in results if r[3] != 200]
+    rate = len(results) / duration
+
+    def champion_at_some_instant(version: int, start: float, end: float, slack: float) -> bool:
+        for index, (champion, may_begin, _) in enumerate(changes):
+            next_end = changes[index + 1][2] if index + 1 < len(changes) else float("inf")
+            if champion == version and may_begin <= end and next_end + slack >= start:
+                return True
+        return False
+
+    strict_stale = [r for r in results if not champion_at_some_instant(r[2], r[0], r[1], 0.0)]
+    beyond_bound = [r for r in results if not champion_at_some_instant(r[2], r[0], r[1], STALENESS_SECONDS)]
+    lags = []
+    for version, _, certain in changes[1:]:
+        first = min((r[1] for r in results if r[2] == version and r[0] >= certain), default=None)
+        lags.append(None if first is None else round(first - certain, 3))
+    print(f"\nhot swap under load: {len(results)} requests in {duration:.1f}s ({rate:.0f} req/s), "
+          f"{len(failed) + len(errors)} failed; versions {dict(Counter(r[2] for r in results))}; "
+          f"swap lag after each change {lags} s; {len(strict_stale)} answers by the previous champion within the "
+          f"{STALENESS_SECONDS:.1f}s poll bound, {len(beyond_bound)} beyond it")
+    assert not errors and not failed, (errors[:5], failed[:5])
+    assert duration >= 60 and rate >= 100, (duration, rate)
+    assert not beyond_bound, beyond_bound[:5]
+    assert all(lag is not None and lag <= STALENESS_SECONDS for lag in lags), lags
