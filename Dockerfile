@@ -26,6 +26,9 @@ RUN useradd --create-home --uid 1000 dagster \
  && chown -R dagster "$DAGSTER_HOME" /mnt/refresh-assets
 USER dagster
 
-EXPOSE 3030
+EXPOSE 3030 8000
 # The Helm chart runs `dagster api grpc` with dagsterApiGrpcArgs itself; this default serves the same.
 CMD ["dagster", "api", "grpc", "-h", "0.0.0.0", "-p", "3030", "-m", "refresh_assets.definitions"]
+# Second entrypoint, the real-time scorer (docs/DEPLOY.md "Real-time scorer replicas"): run the same image with
+#   refresh-assets --data-dir /mnt/refresh-assets scorer --host 0.0.0.0 --port 8000
+# behind your gateway; every replica reads the one registry on the shared volume and swaps on its own.

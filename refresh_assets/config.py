@@ -223,6 +223,11 @@ class ScoringConfig(dg.Config):
 class RealtimeConfig(dg.Config):
     """The real-time scorer built from the champion after D's batch scoring, and the bar it must meet."""
 
+    enabled: bool = Field(default_factory=lambda: os.environ.get("REFRESH_ASSETS_REALTIME", "on").lower()
+                          not in ("off", "0", "false", "no"),
+                          description="Build, prove and publish the real-time scorer (REFRESH_ASSETS_REALTIME=off: "
+                                      "a deployment that serves batch scores only skips it, and says so).")
+
     sample_rows: int = Field(default=200, ge=1, le=100_000,
                              description="Rows of D's population the conformance test replays over HTTP.")
     latency_requests: int = Field(default=200, ge=10, description="Single-row requests timed for the p99.")

@@ -193,7 +193,8 @@ FIGURES: dict[str, Callable[[dict], str]] = {
     SCORES: lambda m: f"{m['rows']} rows scored with v{m['champion_version']}",
     DRIFT: _drift,
     SHADOW: _shadow,
-    REALTIME: lambda m: (f"v{m['champion_version']} as {m['runtime']}, max diff {m['max_abs_diff']:.1e}, "
+    REALTIME: lambda m: ("off (REFRESH_ASSETS_REALTIME)" if m.get("enabled") is False else
+                         f"v{m['champion_version']} as {m['runtime']}, max diff {m['max_abs_diff']:.1e}, "
                          f"p99 {m['p99_ms']:.1f} ms, published"),
 }
 

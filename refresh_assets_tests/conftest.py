@@ -12,6 +12,9 @@ os.environ.setdefault("REFRESH_ASSETS_RETRY_MAX", "0")
 # The real-time scorer's latency bar in tests: correctness is what they check, on a loaded 2-core machine with four
 # test workers; the 10 ms bar itself is measured by the realtime_latency benchmark (make bench).
 os.environ.setdefault("REFRESH_ASSETS_REALTIME_P99_MS", "2000")
+# Building and proving the real-time scorer costs 15-45 s per propagation on a loaded machine: on only where it is
+# what is tested (test_refresh_pipeline's scenario, test_serving_*); every other propagation records it as off.
+os.environ.setdefault("REFRESH_ASSETS_REALTIME", "off")
 
 SIM_START = dt.date(2026, 1, 5)
 DRIFT_DATE = dt.date(2026, 4, 20)

@@ -36,6 +36,10 @@ def realtime_scorer(context: dg.AssetExecutionContext, config: RealtimeConfig, a
     from refresh_assets.serving import build
 
     audit = StepAudit(context, REALTIME, config)
+    if not config.enabled:
+        audit.log("real-time scoring is off (REFRESH_ASSETS_REALTIME=off or enabled: false): nothing built or "
+                  "published; the scoring service keeps what it serves", "warning")
+        return dg.MaterializeResult(metadata={"enabled": False, "deployable": False})
     store = artifacts.store()
     data_dir, data_manifest = read_input(audit, store, POPULATION)
     scores_dir, scores_manifest = read_input(audit, store, SCORES)
@@ -65,6 +69,8 @@ def realtime_scorer(context: dg.AssetExecutionContext, config: RealtimeConfig, a
             result = build.run_conformance(out.path, settings.timeout_seconds)
         audit.log(f"conformance over HTTP: {'passed' if result.passed else 'FAILED'} in {result.seconds:.1f}s "
                   f"{result.summary}", "info" if result.passed else "error")
+        if result.passed:  # from the local staging folder (the outputs may be on an object store), before commit
+            published = build.publish(out.path, models.root, champion.version)
         final = audit.commit(out, {"scorer": record, "conformance": {"passed": result.passed, **result.summary}})
     if not result.passed:
         raise dg.Failure(
@@ -72,7 +78,6 @@ def realtime_scorer(context: dg.AssetExecutionContext, config: RealtimeConfig, a
                         f"in {final}; the scoring service keeps the previous champion): {result.summary or ''} "
                         + (result.output.strip().splitlines() or [""])[-1],
             allow_retries=False, metadata=output_metadata(final))
-    published = build.publish(final, models.root, champion.version)
     audit.context.log.info(f"v{champion.version} published for the scoring service at {published}")
     return dg.MaterializeResult(metadata={
         **output_metadata(final), "champion_version": champion.version, "runtime": record["runtime"],

@@ -6,7 +6,8 @@ scoring service (``python -m refresh_assets.serving.app --artifact DIR``, uvicor
 - ``realtime_latency``: p50 / p99 of single-row ``POST /v1/score`` requests on one keep-alive connection, after a
   warm-up, ``realtime_requests`` requests. Target p99 <= 10 ms. Baseline, in the same run: sklearn
   ``predict_proba`` on one row (what a hand-written Flask scorer would call) against the in-process ONNX call on the
-  same row (median of ``realtime_inprocess_calls`` each): target ONNX >= 10x faster.
+  same row (median of ``realtime_inprocess_calls`` each): target ONNX >= 10x faster. And the scorer killed with
+  SIGKILL and started again serves within 3 s (median of 3).
 - ``realtime_throughput``: rows/s with 1,000-row requests over HTTP against ``predict_proba`` on the same rows in
   process (one 1,000-row call each): target >= 0.5x.
 """
@@ -30,6 +31,7 @@ from refresh_assets_tests.benchmarks.common import Row, log
 P99_TARGET_MS = 10.0
 INPROCESS_TARGET = 10.0
 THROUGHPUT_TARGET = 0.5
+RESTART_TARGET_SECONDS = 3.0
 BATCH_ROWS = 1000
 
 
@@ -129,9 +131,18 @@ def run(size: dict) -> list[Row]:
                     t0 = time.perf_counter()
                     pipeline.predict_proba(rows)
                     batch_rates.append(BATCH_ROWS / (time.perf_counter() - t0))
+            # SIGKILL and start again: seconds until /healthz answers with the scorer loaded (3 repeats)
+            restarts = []
+            for _ in range(3):
+                proc.kill()
+                proc.wait(timeout=30)
+                t0 = time.perf_counter()
+                proc = serve(folder, port)
+                restarts.append(time.perf_counter() - t0)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+    restart = statistics.median(restarts)
     p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
     speedup = sk_ms / onnx_ms
     http_rate, batch_rate = statistics.median(http_rates), statistics.median(batch_rates)
@@ -143,13 +154,16 @@ def run(size: dict) -> list[Row]:
             what=f"single-row POST /v1/score over loopback HTTP, {requests} requests after warm-up, {CHAMPION_ALGORITHM} "
                  "champion as ONNX",
             value=round(p99, 3), unit="ms (p99)",
-            target=f"p99 <= {P99_TARGET_MS:g} ms and in-process ONNX >= {INPROCESS_TARGET:g}x sklearn on one row",
-            met=p99 <= P99_TARGET_MS and speedup >= INPROCESS_TARGET,
+            target=f"p99 <= {P99_TARGET_MS:g} ms, in-process ONNX >= {INPROCESS_TARGET:g}x sklearn on one row, "
+                   f"serving again <= {RESTART_TARGET_SECONDS:g} s after SIGKILL + restart",
+            met=p99 <= P99_TARGET_MS and speedup >= INPROCESS_TARGET and restart <= RESTART_TARGET_SECONDS,
             baseline=round(sk_ms, 4), baseline_what="sklearn predict_proba on one row, in process (ms, median)",
             ratio=round(speedup, 2), ratio_what="sklearn one-row time / ONNX one-row time, in process",
             runs=[{"p50_ms": p50, "p99_ms": p99, "requests": requests, "sklearn_one_row_ms": sk_ms,
-                   "onnx_one_row_ms": onnx_ms, "max_abs_diff": parity.get("max_abs_diff")}],
-            notes=f"p50 {p50:.2f} ms; ONNX one row {onnx_ms:.3f} ms in process"),
+                   "onnx_one_row_ms": onnx_ms, "max_abs_diff": parity.get("max_abs_diff"),
+                   "restart_seconds": restarts}],
+            notes=f"p50 {p50:.2f} ms; ONNX one row {onnx_ms:.3f} ms in process; restart after SIGKILL "
+                  f"{restart:.2f} s (median of 3)"),
         Row(name="realtime_throughput",
             what=f"rows/s of {BATCH_ROWS:,}-row POST /v1/score requests over loopback HTTP",
             value=round(http_rate), unit="rows/s", target=f">= {THROUGHPUT_TARGET}x predict_proba in process",

@@ -81,7 +81,7 @@ def test_the_daily_loop_from_the_shell(cli):
     assert steps[:3] == [">", "training_dataset", "training_dataset_checks"], first.stdout
     assert set(steps[3:6]) == {f"candidate_{a}" for a in CANDIDATES if a != "ensemble"}, first.stdout
     assert steps[6:] == ["candidate_ensemble", "model_comparison", "champion_model", ">", "scoring_population",
-                         "champion_shadow_test", "production_scores"], first.stdout
+                         "champion_shadow_test", "production_scores", "realtime_scorer"], first.stdout
     figures = dict(printed)
     assert printed[0][1].startswith(f"refresh_job {PRE_DRIFT[0]} (run ")
     assert printed[9][1].startswith(f"propagation_job {PRE_DRIFT[0]} (run ") and \

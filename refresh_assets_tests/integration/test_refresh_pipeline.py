@@ -38,9 +38,17 @@ MATERIAL_GAIN = 0.005
 def scenario(tmp_path_factory, drift_warehouse):
     project = make_project(tmp_path_factory.mktemp("scenario"), drift_warehouse)
     outcomes = {}
-    for partition in (*PRE_DRIFT, POST_DRIFT):
-        outcomes[partition] = run_refresh(project.defs, project.instance, partition,
-                                          _with_comparison(min_improvement=MATERIAL_GAIN))
+    # this scenario proves the real-time scorer of each promotion (conftest turns it off for the other modules)
+    before, os.environ["REFRESH_ASSETS_REALTIME"] = os.environ.get("REFRESH_ASSETS_REALTIME"), "on"
+    try:
+        for partition in (*PRE_DRIFT, POST_DRIFT):
+            outcomes[partition] = run_refresh(project.defs, project.instance, partition,
+                                              _with_comparison(min_improvement=MATERIAL_GAIN))
+    finally:
+        if before is None:
+            os.environ.pop("REFRESH_ASSETS_REALTIME", None)
+        else:
+            os.environ["REFRESH_ASSETS_REALTIME"] = before
     yield project, outcomes
     project.instance.dispose()
 
@@ -152,8 +160,37 @@ def test_each_promotion_publishes_a_real_time_scorer_proven_by_its_generated_con
                                 "-c", "/dev/null", str(folder / "test_conformance.py")], capture_output=True, text=True,
                                timeout=300, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
         assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+        readme_curl_example_answers(published, scorer["version"])
     # every version that ever was champion after a propagation has its published scorer
     assert {int(p.name[1:]) for p in (project.root / "registry" / "scorers").iterdir()} <= promoted
+
+
+def readme_curl_example_answers(folder: Path, version: int) -> None:
+    """The README's curl example, run as written (port aside) against the scorer of a simulated-game champion."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from refresh_assets_tests.integration.dagster_processes import REPO, free_port, wait_http
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- realtime-curl.*?-->\n```\n(.*?)```\n<!-- /realtime-curl -->", text, re.S).group(1)
+    port = free_port()
+    commands = "\n".join(line for line in block.splitlines() if not line.startswith("#"))
+    server = subprocess.Popen([sys.executable, "-m", "refresh_assets.serving.app", "--artifact", str(folder),
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120, proc=server)
+        out = subprocess.run(["bash", "-c", commands.replace("localhost:8000", f"127.0.0.1:{port}")],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    health, scored = [json.loads(line) for line in out.replace("}{", "}\n{").splitlines() if line.strip()]
+    assert health["model_version"] == version
+    assert scored["model_version"] == version and scored["n_rows"] == 1
+    assert 0.0 <= scored["scores"][0]["score"] <= 1.0 and isinstance(scored["scores"][0]["risk"], bool)
 
 
 def test_every_output_has_its_manifest(scenario):

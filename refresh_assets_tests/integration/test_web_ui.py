@@ -38,7 +38,7 @@ TIMEOUT_MS = 60_000
 
 #: The assets the lineage page must show (the refresh chain, its propagation and the drift check).
 ASSETS = ("training_dataset", "candidate_ensemble", "model_comparison", "champion_model", "scoring_population",
-          "production_scores", "drift_report")
+          "production_scores", "realtime_scorer", "drift_report")
 #: Every node whose name is rendered in full, used to judge whether the whole graph fits in the screenshot.
 FULL_NAMES = ASSETS + ("candidate_logreg", "candidate_hist_gb")
 GROUPS = ("candidates", "refresh", "scoring", "propagation", "monitoring")
@@ -87,7 +87,10 @@ def graph_fits(page, names) -> bool:
     zoom = page.get_by_role("img", name="zoom_in").bounding_box()
     bottom, right = VIEWPORT["height"], zoom["x"] if zoom else VIEWPORT["width"]
     for name in names:
-        box = page.get_by_text(name, exact=True).first.bounding_box()
+        # a node outside the view is not rendered at all: not in view yet, rather than a 60 s wait for it
+        if page.get_by_text(name, exact=True).count() == 0:
+            return False
+        box = page.get_by_text(name, exact=True).first.bounding_box(timeout=5000)
         if box is None or box["y"] < toolbar["y"] + toolbar["height"] or box["y"] + box["height"] > bottom \
                 or box["x"] < 0 or box["x"] + box["width"] > right:
             return False
