@@ -13,6 +13,7 @@ previous champion.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -63,8 +64,10 @@ def build_artifact(folder: Path, pipeline, batch, scores, champion: dict[str, An
     runtime, onnx_bytes, parity, reason = convert.convert_or_fallback(pipeline, frame, top_k_share=top_k_share)
     if runtime == "onnx":
         (folder / ONNX_FILE).write_bytes(onnx_bytes)
+        model_file_sha256 = hashlib.sha256(onnx_bytes).hexdigest()  # checked by the service before it loads it
     else:  # the registry's own file: the service checks it by the registry's sha256, as every reader does
         shutil.copy2(champion["model_path"], folder / SKOPS_FILE)
+        model_file_sha256 = champion["model_sha256"]
     by_key = scores.set_index(["entity_id", "as_of_date"])["churn_score"]
     keyed = batch.set_index(["entity_id", "as_of_date"]).index
     batch_scores = by_key.reindex(keyed).to_numpy()
@@ -81,6 +84,7 @@ def build_artifact(folder: Path, pipeline, batch, scores, champion: dict[str, An
         "runtime": runtime, "fallback_reason": reason, "parity": parity,
         "risk_threshold": risk_threshold(scores), "top_k_share": top_k_share,
         "schema": schema, "model_file": ONNX_FILE if runtime == "onnx" else SKOPS_FILE,
+        "model_file_sha256": model_file_sha256,
         "conformance": {"sample_rows": int(len(sample)), "latency_requests": settings.latency_requests,
                         "p99_ms": settings.p99_ms, "max_score_diff": MAX_SCORE_DIFF},
     }

@@ -216,3 +216,65 @@ def test_single_row_latency_report(fitted, data, algorithm):
         f" OnnxScorer(record) {onnx_scorer * 1e3:.3f} ms, sklearn predict_proba(1 row) {sklearn * 1e3:.3f} ms"
         f" (median of 200)"
     )
+
+
+def _onnx_folder(tmp_path, pipeline, frame) -> tuple:
+    """A scorer folder as serving/build.py writes it: model.onnx, scorer.json with the file's sha256."""
+    import hashlib
+    import json
+
+    runtime_name, onnx_bytes, parity, reason = convert.convert_or_fallback(pipeline, frame)
+    assert runtime_name == "onnx", reason
+    folder = tmp_path / "scorer"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(onnx_bytes)
+    meta = {"version": 3, "algorithm": "hist_gb", "model_sha256": "a" * 64, "runtime": "onnx",
+            "model_file": "model.onnx", "model_file_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+            "risk_threshold": 0.5, "schema": convert.input_schema(frame, pipeline), "parity": parity}
+    (folder / "scorer.json").write_text(json.dumps(meta))
+    return folder, meta
+
+
+def test_the_served_onnx_scores_equal_sklearn_and_a_tampered_file_is_refused(fitted, data, tmp_path):
+    """The service's own path (body -> validate_json -> arrays -> ONNX) gives sklearn's scores for rows with NULLs,
+    an unseen category, integers and booleans as numbers; a model file changed after it was built is refused."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from refresh_assets.serving import app as serving
+
+    pipeline, frame = fitted["hist_gb"], data["score"]
+    folder, meta = _onnx_folder(tmp_path, pipeline, frame)
+    head = frame.iloc[:200]
+    records = head.astype(object).where(head.notna(), None).to_dict(orient="records")
+    for record in records:  # integers and booleans are numbers too (1 / True both mean 1.0 to the model)
+        if record["days_active"] is not None:
+            record["days_active"] = int(record["days_active"])
+    records[0]["friends"] = True
+    expected_frame = head.copy()
+    expected_frame["friends"] = expected_frame["friends"].astype("Float64")
+    expected_frame.loc[expected_frame.index[0], "friends"] = 1.0
+    expected = convert._reference_scores(pipeline, expected_frame)
+    app = serving.create_app(artifact=folder, start_polling=False)
+    with TestClient(app) as client:
+        answer = client.post("/v1/score", content=json.dumps(records))
+        assert answer.status_code == 200, answer.text
+        served = [item["score"] for item in answer.json()["scores"]]
+        assert answer.json()["model_version"] == 3
+    np.testing.assert_allclose(served, expected, atol=TOLERANCE, rtol=0)
+
+    model = folder / "model.onnx"
+    data_bytes = bytearray(model.read_bytes())
+    data_bytes[len(data_bytes) // 2] ^= 0xFF
+    model.write_bytes(bytes(data_bytes))
+    with pytest.raises(ValueError, match="model.onnx has sha256 .* changed after it was tested"):
+        serving.load_scorer_folder(folder)
+    tampered = serving.create_app(artifact=folder, start_polling=False)
+    with TestClient(tampered) as client:
+        answer = client.post("/v1/score", json=records[0])
+        assert answer.status_code == 503 and "changed after it was tested" in answer.json()["detail"], answer.text
+
+    (folder / "scorer.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "model_file_sha256"}))
+    with pytest.raises(ValueError, match="records no model_file_sha256"):
+        serving.load_scorer_folder(folder)
