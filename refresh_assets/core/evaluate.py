@@ -531,6 +531,12 @@ class Gate:
     passed: bool
     detail: str
     gated: bool = True  # False: reported only (e.g. a slice too small to judge); never blocks a promotion
+    # The same gate as the challenger's GAIN over the champion (higher is better, whatever the metric): the
+    # observed gain, its interval and the margin its lower end must clear. What a chart of the gates draws;
+    # None where the gate has no interval (no champion, a slice too small to judge).
+    gain: float | None = None
+    gain_interval: tuple[float, float] | None = None
+    gain_margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -629,12 +635,16 @@ def _primary_metric_gate(bootstrap: BootstrapResult, challenger: str, min_improv
         f"{challenger!r} is {gain_lower:.4f} (interval [{gain_lower:.4f}, {gain_upper:.4f}], "
         f"{bootstrap.n_boot} replicates), which {comparison} min_improvement {min_improvement:.4f}"
     )
+    sign = 1.0 if higher_is_better(bootstrap.metric) else -1.0
     return Gate(
         name="primary_metric_ci",
         figure=float(gain_lower),
         threshold=float(min_improvement),
         passed=bool(passed),
         detail=detail,
+        gain=float(sign * bootstrap.observed_diff),
+        gain_interval=(float(gain_lower), float(gain_upper)),
+        gain_margin=float(min_improvement),
     )
 
 
@@ -696,7 +706,10 @@ def calibration_gate(margin: float) -> GateCheck:
             f"[{boot.lower:.4f}, {boot.upper:.4f}]), which {'is within' if passed else 'exceeds'} the "
             f"calibration margin {margin:.4f}"
         )
-        return (Gate("calibration_brier", float(boot.upper), float(margin), bool(passed), detail),)
+        # as a gain: Brier(champion) - Brier(challenger), whose lower end must be >= -margin
+        return (Gate("calibration_brier", float(boot.upper), float(margin), bool(passed), detail,
+                     gain=-float(boot.observed_diff), gain_interval=(-float(boot.upper), -float(boot.lower)),
+                     gain_margin=-float(margin)),)
 
     return check
 
@@ -751,14 +764,18 @@ def slice_gates(
                 boot = paired_bootstrap_diff(
                     y_slice, challenger, champion, context.metric, context.n_boot, context.alpha, context.seed
                 )
-                gain_lower = boot.lower if higher_is_better(context.metric) else -boot.upper
+                higher = higher_is_better(context.metric)
+                gain_lower = boot.lower if higher else -boot.upper
+                gain_upper = boot.upper if higher else -boot.lower
                 passed = gain_lower >= -margin
                 detail = (
                     f"{n_rows} rows, {positives} positives: the lower bound of the {context.metric} gain in "
                     f"{column}={value} is {gain_lower:.4f} (observed {boot.observed_diff:+.4f}), which "
                     f"{'is within' if passed else 'is below'} the non-inferiority margin -{margin:.4f}"
                 )
-                gates.append(Gate(name, float(gain_lower), -float(margin), bool(passed), detail))
+                gates.append(Gate(name, float(gain_lower), -float(margin), bool(passed), detail,
+                                  gain=float(boot.observed_diff if higher else -boot.observed_diff),
+                                  gain_interval=(float(gain_lower), float(gain_upper)), gain_margin=-float(margin)))
         return tuple(gates)
 
     return check
