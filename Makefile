@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 
 
-.PHONY: install browser run test test-unit ui serve worker lock validate clean bench bench-quick decisions decisions-quick scorer
+.PHONY: install browser run test test-unit ui serve worker lock validate clean bench bench-quick decisions decisions-quick scorer reports
 
 install: $(STAMP)
 
@@ -75,6 +75,11 @@ worker: install
 # champion changes. ARGS: e.g. ARGS="--port 8080 --poll-seconds 1".
 scorer: install
 	$(BIN)/refresh-assets --data-dir $(DATA) scorer $(ARGS)
+
+# The read-only reports server on 127.0.0.1:8020: the HTML reports (model comparison, drift) of committed outputs,
+# what the links in the assets' metadata open (REFRESH_ASSETS_REPORTS_URL). ARGS: e.g. ARGS="--port 8080".
+reports: install
+	$(BIN)/refresh-assets --data-dir $(DATA) reports $(ARGS)
 
 clean:
 	rm -rf data/outputs data/registry data/dagster_home data/warehouse

@@ -495,6 +495,41 @@ def cmd_worker(args) -> int:
                                env=env, cwd=settings.PROJECT_ROOT)
 
 
+def _reports_sidecar(args, env: dict[str, str] | None = None):
+    """`refresh-assets reports` beside the UI (`ui`, `serve`), so the report links in the metadata answer: on
+    127.0.0.1:8020 unless --reports-port / REFRESH_ASSETS_REPORTS_URL say otherwise; --reports-port 0: none."""
+    import subprocess
+    from urllib.parse import urlsplit
+
+    port = args.reports_port
+    if port is None:
+        url = os.environ.get("REFRESH_ASSETS_REPORTS_URL", "http://127.0.0.1:8020")
+        port = urlsplit(url).port or 8020
+    if port == 0:
+        return None
+    return subprocess.Popen([str(Path(sys.executable).parent / "refresh-assets"), "--data-dir", str(settings.data_dir()),
+                             "reports", "--host", args.reports_host, "--port", str(port)],
+                            env=env or os.environ.copy(), cwd=settings.PROJECT_ROOT)
+
+
+def _stop_sidecar(proc) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - it is going away with us anyway
+            proc.kill()
+
+
+def _reports_flags(parser) -> None:
+    parser.add_argument("--reports-port", type=int, default=None,
+                        help="port of the reports server started beside the UI, for the report links in the metadata "
+                             "(default: the port of REFRESH_ASSETS_REPORTS_URL, else 8020; 0: do not start it)")
+    parser.add_argument("--reports-host", default="127.0.0.1",
+                        help="its bind address (default 127.0.0.1; another host: set REFRESH_ASSETS_REPORTS_URL to the "
+                             "address browsers reach, so the links name it)")
+
+
 def cmd_serve(args) -> int:
     """dagster-webserver + dagster-daemon on the production instance (PostgreSQL, the repo's dagster.yaml)."""
     import signal
@@ -510,6 +545,7 @@ def cmd_serve(args) -> int:
         subprocess.Popen([str(binary / "dagster-webserver"), "-w", workspace, "-h", args.host, "-p", str(args.port)],
                          env=env, cwd=repo),
     ]
+    reports = _reports_sidecar(args, env)  # not among procs: a busy reports port must not stop the webserver
     print(f"webserver on http://{args.host}:{args.port} and daemon, instance {env['DAGSTER_HOME']}/dagster.yaml "
           f"(PostgreSQL {env['REFRESH_ASSETS_PG_HOST']}:{env['REFRESH_ASSETS_PG_PORT']}/{env['REFRESH_ASSETS_PG_DB']}); "
           "Ctrl-C stops both", flush=True)
@@ -527,6 +563,7 @@ def cmd_serve(args) -> int:
         pass
     finally:
         stop()
+        _stop_sidecar(reports)
         for proc in procs:
             proc.wait(timeout=60)
     return max(proc.returncode or 0 for proc in procs)
@@ -542,11 +579,14 @@ def cmd_ui(args) -> int:
     env = {**os.environ, "DAGSTER_HOME": str(home), "REFRESH_ASSETS_DATA_DIR": str(settings.data_dir())}
     binary = Path(sys.executable).parent
     print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}/dagster.yaml); Ctrl-C stops it", flush=True)
+    reports = _reports_sidecar(args, env)
     try:
         return subprocess.call([str(binary / "dagster"), "dev", "-w", str(settings.PROJECT_ROOT / "workspace.yaml"),
                                 "-h", args.host, "-p", str(args.port)], env=env, cwd=settings.PROJECT_ROOT)
     except KeyboardInterrupt:
         return 0
+    finally:
+        _stop_sidecar(reports)
 
 
 def cmd_scorer(args) -> int:
@@ -559,6 +599,29 @@ def cmd_scorer(args) -> int:
           f"{args.poll_seconds:g}s); Ctrl-C stops it", flush=True)
     try:
         serve(registry, host=args.host, port=args.port, poll_seconds=args.poll_seconds)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_reports(args) -> int:
+    """The read-only reports server (refresh_assets/serving/reports.py): the HTML reports of committed outputs,
+    for the links (REFRESH_ASSETS_REPORTS_URL) the assets put in their metadata."""
+    from refresh_assets.serving.reports import PortInUseError, is_loopback, serve_reports
+
+    # the outputs root as resources.ArtifactStore resolves it (not imported: that would load Dagster)
+    outputs = os.environ.get("REFRESH_ASSETS_OUTPUTS") or str(settings.data_dir() / "outputs")
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    if not is_loopback(args.host):
+        print(f"warning: bound to {args.host}: the reports are then readable by anyone who reaches port {args.port} "
+              "(there is no login); set REFRESH_ASSETS_REPORTS_URL for the Dagster processes so that the assets' "
+              "links name this host", file=sys.stderr, flush=True)
+    try:
+        serve_reports(outputs, host=args.host, port=args.port, on_listening=lambda: print(
+            f"reports on http://{shown_host}:{args.port}/ (outputs {outputs}); Ctrl-C stops it", flush=True))
+    except PortInUseError as exc:
+        print(f"error: {exc.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     return 0
@@ -712,6 +775,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--dagster-home", help="folder holding your own instance dagster.yaml (default: a copy of "
                                           "deploy/postgres/dagster.yaml in <data-dir>/dagster_home_postgres)")
+    _reports_flags(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("ui", parents=[source],
@@ -719,6 +783,7 @@ def main(argv: list[str] | None = None) -> int:
                             "where the CLI's runs are")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: Dagster OSS has no login)")
     p.add_argument("--port", type=int, default=3000)
+    _reports_flags(p)
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("worker", help="a Celery worker for runs with REFRESH_ASSETS_EXECUTOR=celery (same instance as serve)")
@@ -735,6 +800,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll-seconds", type=float, default=0.5, help="how often the champion is read (default 0.5)")
     p.add_argument("--registry", help="registry root (default <data-dir>/registry)")
     p.set_defaults(func=cmd_scorer)
+
+    p = sub.add_parser("reports", help="a read-only server of the HTML reports of committed outputs (comparison, "
+                                       "drift), for the links in the assets' metadata")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: the server has no login)")
+    p.add_argument("--port", type=int, default=8020)
+    p.set_defaults(func=cmd_reports)
 
     p = sub.add_parser("demo", help="what `make run` does: simulate, refresh two dates, print the summary")
     p.add_argument("--no-reset", dest="reset", action="store_false",

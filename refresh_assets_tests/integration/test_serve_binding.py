@@ -1,5 +1,6 @@
-"""`refresh-assets serve` (what `make serve` runs) binds the webserver to the loopback address unless told
-otherwise: Dagster OSS has no login, so nothing else on the network may reach it by default."""
+"""`refresh-assets serve` (what `make serve` runs) binds the webserver, and the reports server beside it, to the
+loopback address unless told otherwise: Dagster OSS has no login, so nothing else on the network may reach it by
+default."""
 
 import os
 import signal
@@ -35,13 +36,18 @@ def test_serve_binds_the_webserver_to_loopback_by_default(tmp_path):
     env = {**os.environ, **PG, "REFRESH_ASSETS_PG_DB": database, "REFRESH_ASSETS_DATA_DIR": str(tmp_path),
            "REFRESH_ASSETS_WAREHOUSE": str(tmp_path / "raw.duckdb"), "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([str(BIN / "refresh-assets"), "serve", "--port", str(port)], env=env,
+    reports_port = free_port()
+    proc = subprocess.Popen([str(BIN / "refresh-assets"), "serve", "--port", str(port),
+                             "--reports-port", str(reports_port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/server_info", timeout=120, proc=proc, log=tmp_path / "serve.log")
         addresses = listening_addresses(port)
         # 0100007F = 127.0.0.1 (little-endian hex); 00000000 would be 0.0.0.0, i.e. every interface
         assert addresses == {"0100007F"}, f"webserver listens on {addresses}"
+        # the reports server the UI's report links point at runs beside it, on loopback too
+        wait_http(f"http://127.0.0.1:{reports_port}/healthz", timeout=60, proc=proc, log=tmp_path / "serve.log")
+        assert listening_addresses(reports_port) == {"0100007F"}
         # on the production instance: a copy of deploy/postgres/dagster.yaml under the data folder, whose
         # PostgreSQL database serve created (the top-level dagster.yaml is the embedded one of `dagster dev`)
         home = tmp_path / "dagster_home_postgres"
