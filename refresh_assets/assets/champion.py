@@ -90,17 +90,63 @@ def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, ar
         "model_sha256": champion.model_sha256,
         "reason": record["decision"]["reason"],
     }
-    return champion_result(audit, store, summary)
+    return champion_result(audit, store, summary, models)
 
 
-def champion_result(audit: StepAudit, store, summary: dict) -> dg.MaterializeResult:
+#: comparisons read for the card's trend (the most recent ones since the promotion)
+CARD_COMPARISONS = 26
+
+
+def champion_card_markdown(store, models, version: int, partition_key: str) -> str:
+    """The champion's model card (core/model_card.py), from the registry and the comparisons in the store.
+
+    Never fails the step: a card that cannot be built says why instead (the decision is already recorded)."""
+    from refresh_assets.core import charts, model_card
+    from refresh_assets.core.object_store import read_output_json
+
+    try:
+        champion = models.get(version)
+        names = sorted(child.name for child in (store.root / COMPARISON).iterdir()
+                       if not child.name.startswith(".") and champion.partition_key <= child.name <= partition_key)
+        recent = names[-CARD_COMPARISONS:]
+        if champion.partition_key in names and champion.partition_key not in recent:
+            recent = [champion.partition_key, *recent]  # the promotion's own comparison: its gates
+        comparisons = []
+        for name in recent:
+            output = store.current(COMPARISON, name)
+            if output is not None:
+                comparisons.append((name, read_output_json(output, DECISION_FILE, store.read_manifest(output))))
+        decision = dict(comparisons).get(champion.partition_key)
+        features = None
+        winner = (decision or {}).get("challenger_output") or {}
+        if winner.get("output_dir"):
+            from refresh_assets.core.object_store import as_upath
+
+            try:
+                features = store.read_manifest(as_upath(winner["output_dir"])).get("feature_importances")
+            except Exception:  # noqa: BLE001 - the candidate's folder was cleaned up: the card goes without
+                features = None
+        trend = model_card.champion_trend(comparisons, version, champion.algorithm, champion.partition_key)
+        image = (charts.trend_chart(trend, f"v{version} holdout ROC AUC by partition", "ROC AUC")
+                 if len(trend) > 1 else None)
+        return model_card.champion_card(champion.to_dict(), decision, trend, features, models.history(), image)
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        return f"model card unavailable: {type(error).__name__}: {error}"
+
+
+def champion_result(audit: StepAudit, store, summary: dict, models=None) -> dg.MaterializeResult:
     """Commit ``champion.json`` and say in the metadata what changed (what promotion_sensor reads)."""
     with store.stage(CHAMPION, audit.partition_key, audit.run_id) as out:
         out.write_json("champion.json", summary)
         final = audit.commit(out, summary)
+    card = (champion_card_markdown(store, models, summary["version"], audit.partition_key)
+            if models is not None else None)
+    if card is not None and card.startswith("model card unavailable"):
+        audit.log(card, "warning")
     return dg.MaterializeResult(
         metadata={
             **output_metadata(final),
+            **({"model_card": dg.MetadataValue.md(card)} if card else {}),
             "action": summary["action"],
             "promoted": summary["promoted"],
             "rolled_back": summary["action"] == "rollback",
@@ -158,4 +204,4 @@ def rollback_champion(context, audit: StepAudit, config: ChampionConfig, store, 
         "model_sha256": champion.model_sha256,
         "reason": config.reason or f"rollback to v{champion.version}",
     }
-    return champion_result(audit, store, summary)
+    return champion_result(audit, store, summary, models)

@@ -19,6 +19,34 @@ def champion_label(version: int) -> str:
     return f"champion_v{version}"
 
 
+def comparison_charts(audit: StepAudit, y, predictions: dict, champion_name: str | None, decision) -> str:
+    """ROC, precision-recall and calibration of every model, and the gates against their margins, as images.
+    A chart that cannot be drawn says why instead: pictures never fail a decision that is already recorded."""
+    from refresh_assets.core import charts
+
+    try:
+        return "\n\n".join([
+            "**Holdout curves** (every candidate and the champion, same holdout)",
+            charts.comparison_chart(y, predictions, champion_name),
+            "**Gates**: each gate's estimate and interval against its margin",
+            charts.gates_chart(charts.gate_rows(decision)),
+        ])
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        audit.log(f"charts not drawn: {type(error).__name__}: {error}", "warning")
+        return f"charts not drawn: {type(error).__name__}: {error}"
+
+
+def trend_figures(metrics: dict, challenger: str | None, champion_name: str | None, y) -> dict[str, float]:
+    """The comparison's figures worth watching week by week, as float metadata (Dagster plots them)."""
+    figures: dict[str, float] = {"holdout_rows": int(len(y)), "holdout_label_rate": float(y.mean())}
+    for role, name in (("champion", champion_name), ("best_challenger", challenger)):
+        for metric in ("roc_auc", "brier"):
+            value = (metrics.get(name) or {}).get(metric) if name else None
+            if isinstance(value, (int, float)) and value == value:
+                figures[f"holdout_{metric}_{role}"] = float(value)
+    return figures
+
+
 @dg.asset(
     name=COMPARISON,
     partitions_def=daily_partitions,
@@ -30,6 +58,7 @@ def champion_label(version: int) -> str:
 @retry_only_transient
 def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig, artifacts: ArtifactStore,
                      registry: Registry) -> dg.MaterializeResult:
+    from refresh_assets.serving.reports import report_url  # lazy: FastAPI is not the code location's
     from refresh_assets.core import evaluate, report
     from refresh_assets.core.artifacts import load_model
     from refresh_assets.core.object_store import read_output_parquet
@@ -130,18 +159,21 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
     return dg.MaterializeResult(
         metadata={
             **output_metadata(final),
+            # numbers, so the asset's Plots tab draws them across partitions (absent when there is nothing to say)
+            **trend_figures(metrics, decision.challenger, champion_name, y),
+            "charts": dg.MetadataValue.md(comparison_charts(audit, y, predictions, champion_name, decision)),
+            "report_html": dg.MetadataValue.url(report_url(COMPARISON, audit.partition_key, final.name)),
             "report": dg.MetadataValue.md(markdown),
-            "report_html": dg.MetadataValue.path(str(final / "report.html")),
+            "report_file": dg.MetadataValue.path(str(final / "report.html")),
             "decision": "promote" if decision.promote else "keep",
             "promote": bool(decision.promote),
             "best_challenger": decision.challenger or "",
             "candidates_left_out": ", ".join(f"{a} ({why})" for a, why in skipped.items()) or "none",
             "champion_version": champion.version if champion else -1,
             "reason": decision.reason,
-            "improvement_ci_lower": float(boot.lower) if boot else float("nan"),
-            "improvement_ci_upper": float(boot.upper) if boot else float("nan"),
+            **({"improvement_ci_lower": float(boot.lower), "improvement_ci_upper": float(boot.upper)} if boot else {}),
             "deciding_gate": decision.deciding_gate,
             "gates_failed": ", ".join(g.name for g in decision.gates if g.gated and not g.passed) or "none",
-            "delong_p_value": float(decision.delong.p_value) if decision.delong else float("nan"),
+            **({"delong_p_value": float(decision.delong.p_value)} if decision.delong else {}),
         },
     )

@@ -16,6 +16,19 @@ DRIFT_CHECK = "no_dataset_drift"
 NON_FEATURES = ("entity_id", "as_of_date", "label")
 
 
+def drift_charts(audit: StepAudit, result, reference, current) -> str:
+    """Per-column drift scores against their thresholds and the distributions of the drifted columns, as an
+    image; a chart that cannot be drawn says why instead of failing the check."""
+    from refresh_assets.core import charts
+
+    try:
+        return ("**Drift per column** (score against its threshold) and the drifted columns' distributions\n\n"
+                + charts.drift_chart(result.columns, reference, current))
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        audit.log(f"charts not drawn: {type(error).__name__}: {error}", "warning")
+        return f"charts not drawn: {type(error).__name__}: {error}"
+
+
 @dg.asset(
     name=DRIFT,
     partitions_def=daily_partitions,
@@ -30,6 +43,7 @@ NON_FEATURES = ("entity_id", "as_of_date", "label")
 @retry_only_transient
 def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifacts: ArtifactStore,
                  registry: Registry) -> dg.MaterializeResult:
+    from refresh_assets.serving.reports import report_url  # lazy: FastAPI is not the code location's
     from refresh_assets.core import drift
     from refresh_assets.core.object_store import read_output_parquet
 
@@ -70,8 +84,12 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifac
             # what drift_sensor compares to tell a new drift from the same one persisting
             "drifted_column_names": dg.MetadataValue.json(drifted),
             "share_threshold": result.share_threshold,
+            "charts": dg.MetadataValue.md(drift_charts(audit, result, reference, current)),
+            "report_html": dg.MetadataValue.url(report_url(DRIFT, audit.partition_key, final.name)),
             "columns": dg.MetadataValue.md(result.markdown_table()),
-            "report_html": dg.MetadataValue.path(str(final / "drift_report.html")),
+            "report_file": dg.MetadataValue.path(str(final / "drift_report.html")),
+            "current_rows": int(result.current_rows),
+            "reference_rows": int(result.reference_rows),
             "champion_version": champion.version,
             "reference_partition": champion.partition_key,
             "sampled_rows": f"{result.sampled_rows[0]} reference / {result.sampled_rows[1]} current",

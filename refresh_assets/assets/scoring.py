@@ -58,7 +58,22 @@ def champion_shadow_test(context: dg.AssetExecutionContext, config: ScoringConfi
         out.write_json("shadow_test.json", comparison)
         final = audit.commit(out, {"shadow_test": comparison})
     meta = {k: v for k, v in comparison.items() if isinstance(v, (int, float, str)) and v is not None}
+    if previous is not None:
+        meta["charts"] = dg.MetadataValue.md(shadow_charts(audit, old_scores, new_scores, previous,
+                                                           champion["version"]))
     return dg.MaterializeResult(metadata={**output_metadata(final), **meta})
+
+
+def shadow_charts(audit: StepAudit, old_scores, new_scores, previous: int, new: int) -> str:
+    """Old vs new champion's scores of the same batch, as an image; one that cannot be drawn says why."""
+    from refresh_assets.core import charts
+
+    try:
+        return (f"**v{previous} vs v{new} on the same batch** (each point a row; on the diagonal they agree)\n\n"
+                + charts.shadow_chart(old_scores, new_scores, f"v{previous} (old)", f"v{new} (new)"))
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        audit.log(f"charts not drawn: {type(error).__name__}: {error}", "warning")
+        return f"charts not drawn: {type(error).__name__}: {error}"
 
 
 @dg.asset(

@@ -18,6 +18,9 @@ import pytest
 
 from refresh_assets.local_runs import failure_summary, run_refresh
 from refresh_assets_tests.conftest import FAST_RUN_CONFIG, LIGHT_RUN_CONFIG, POST_DRIFT, PRE_DRIFT, make_project
+from refresh_assets_tests.integration.dagster_processes import (REPO, dagster_processes, free_port, project_env,
+                                                                wait_http)
+from refresh_assets_tests.integration.test_web_ui import browser_context, dismiss_dialogs  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
@@ -38,17 +41,23 @@ MATERIAL_GAIN = 0.005
 def scenario(tmp_path_factory, drift_warehouse):
     project = make_project(tmp_path_factory.mktemp("scenario"), drift_warehouse)
     outcomes = {}
-    # this scenario proves the real-time scorer of each promotion (conftest turns it off for the other modules)
-    before, os.environ["REFRESH_ASSETS_REALTIME"] = os.environ.get("REFRESH_ASSETS_REALTIME"), "on"
+    # this scenario proves the real-time scorer of each promotion (conftest turns it off for the other modules);
+    # the report links in the metadata point at the reports server the UI test starts on this port
+    project.reports_port = free_port()
+    settings = {"REFRESH_ASSETS_REALTIME": "on",
+                "REFRESH_ASSETS_REPORTS_URL": f"http://127.0.0.1:{project.reports_port}"}
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         for partition in (*PRE_DRIFT, POST_DRIFT):
             outcomes[partition] = run_refresh(project.defs, project.instance, partition,
                                               _with_comparison(min_improvement=MATERIAL_GAIN))
     finally:
-        if before is None:
-            os.environ.pop("REFRESH_ASSETS_REALTIME", None)
-        else:
-            os.environ["REFRESH_ASSETS_REALTIME"] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     yield project, outcomes
     project.instance.dispose()
 
@@ -231,6 +240,109 @@ def test_materializations_link_to_their_output_folder(scenario):
         record = project.instance.fetch_materializations(dg.AssetKey(asset), limit=1).records[0]
         output_dir = Path(record.asset_materialization.metadata["output_dir"].value)
         assert (output_dir / "manifest.json").is_file()
+
+
+#: the UI pages whose screenshots docs/ and the README show (written only when the whole UI test passes)
+UI_SHOTS = {"model_comparison": REPO / "docs" / "ui-model-comparison.png",
+            "drift_report": REPO / "docs" / "ui-drift-report.png",
+            "champion_model": REPO / "docs" / "ui-champion-card.png",
+            "trends": REPO / "docs" / "ui-trends.png"}
+
+
+def _rendered_images(dialog) -> list[dict]:
+    """Every image of a Markdown dialog, once loaded: its natural size (0 x 0 when the browser could not decode it)."""
+    dialog.locator("img").first.wait_for()
+    return dialog.locator("img").evaluate_all(
+        "imgs => Promise.all(imgs.map(i => i.decode().catch(() => null).then(() => "
+        "({w: i.naturalWidth, h: i.naturalHeight, src: i.src.slice(0, 22)}))))")
+
+
+def _open_markdown(page, key: str):
+    """Open the [Show Markdown] dialog of metadata entry ``key`` on an asset partition page."""
+    row = page.locator("tr").filter(has=page.get_by_text(key, exact=True))
+    row.get_by_text("[Show Markdown]").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    return dialog
+
+
+def test_the_ui_shows_the_pictures_trends_and_report_links(scenario, browser_context, tmp_path):
+    """As an ops person sees it in a browser: the comparison's curves and gates, the drift chart and the champion's
+    card rendered as images in the UI, the comparison's figures plotted across partitions, and the report links
+    answered by `refresh-assets reports` (a real dagster-webserver on the scenario's instance, real Chromium)."""
+    import httpx
+
+    project, _ = scenario
+    env = project_env(project.root / "dagster_home", project.root, project.root / "unused.duckdb",
+                      REFRESH_ASSETS_REPORTS_URL=f"http://127.0.0.1:{project.reports_port}")
+    os.environ["REFRESH_ASSETS_REPORTS_URL"] = env["REFRESH_ASSETS_REPORTS_URL"]
+    try:
+        scoring = project.defs.resolve_job_def("scoring_job").execute_in_process(
+            instance=project.instance, partition_key=POST_DRIFT)
+    finally:
+        os.environ.pop("REFRESH_ASSETS_REPORTS_URL", None)
+    assert scoring.success
+    reports = subprocess.Popen([str(Path(sys.executable).parent / "refresh-assets"), "--data-dir", str(project.root),
+                                "reports", "--port", str(project.reports_port)],
+                               stdout=open(tmp_path / "reports.log", "w"), stderr=subprocess.STDOUT)
+    shots = {}
+    try:
+        wait_http(f"http://127.0.0.1:{project.reports_port}/healthz", timeout=60, proc=reports,
+                  log=tmp_path / "reports.log")
+        with dagster_processes(env, tmp_path / "logs", webserver=True, daemon=False) as port:
+            page = browser_context.new_page()
+            base = f"http://127.0.0.1:{port}/assets"
+            pages = {"model_comparison": (POST_DRIFT, "charts", 2), "drift_report": (POST_DRIFT, "charts", 1),
+                     "champion_shadow_test": (POST_DRIFT, "charts", 1),
+                     # v1 kept on PRE_DRIFT[1]: its card has two comparisons, so a trend image
+                     "champion_model": (PRE_DRIFT[1], "model_card", 1)}
+            for asset, (partition, key, images) in pages.items():
+                page.goto(f"{base}/{asset}?view=partitions&partition={partition}")
+                dismiss_dialogs(page)
+                try:
+                    dialog = _open_markdown(page, key)
+                except Exception:
+                    page.screenshot(path=str(tmp_path / f"failed-{asset}.png"))  # what the page showed instead
+                    print(f"\n{asset}: no [Show Markdown] for {key!r}; the page: {tmp_path / f'failed-{asset}.png'}")
+                    raise
+                rendered = _rendered_images(dialog)
+                assert len(rendered) >= images, (asset, rendered)
+                assert all(image["w"] > 100 and image["h"] > 50 for image in rendered), (asset, rendered)
+                if asset == "champion_model":
+                    card = dialog.inner_text()
+                    assert "Champion v1" in card and "Gates of its promotion" in card and "Undo" in card, card
+                if asset in UI_SHOTS:
+                    shots[asset] = tmp_path / UI_SHOTS[asset].name
+                    page.screenshot(path=str(shots[asset]))
+                page.keyboard.press("Escape")
+                dialog.wait_for(state="hidden")
+                if asset in ("model_comparison", "drift_report"):
+                    link = page.locator("tr").filter(has=page.get_by_text("report_html", exact=True)).locator("a")
+                    href = link.first.get_attribute("href")
+                    assert href.startswith(f"http://127.0.0.1:{project.reports_port}/reports/{asset}/{partition}/"), href
+                    answer = httpx.get(href, timeout=60)
+                    assert answer.status_code == 200 and "<html" in answer.text[:2000].lower(), answer.text[:300]
+                    output = project.store().current(asset, partition)
+                    report = "report.html" if asset == "model_comparison" else "drift_report.html"
+                    assert answer.content == (output / report).read_bytes()
+
+            # the comparison's figures plotted across the three refreshed partitions
+            page.goto(f"{base}/model_comparison")
+            dismiss_dialogs(page)
+            page.get_by_role("button", name="Plots").click()
+            # by event time: "Partitions" plots only the most recent keys of the range (here months after)
+            page.get_by_role("button", name="Events").first.click()
+            plot = page.get_by_text("holdout_roc_auc_best_challenger", exact=True).first
+            plot.wait_for()
+            chart = plot.locator("xpath=ancestor::div[2]").locator("canvas")
+            assert chart.count() == 1 and chart.first.bounding_box()["width"] > 100
+            shots["trends"] = tmp_path / UI_SHOTS["trends"].name
+            page.screenshot(path=str(shots["trends"]))
+    finally:
+        reports.terminate()
+        reports.wait(timeout=30)
+    for asset, shot in shots.items():  # only a fully passing test refreshes the pictures in docs/
+        UI_SHOTS[asset].write_bytes(shot.read_bytes())
 
 
 def test_rollback_restores_a_version_with_audit(scenario):
