@@ -16,6 +16,11 @@ DRIFT_CHECK = "no_dataset_drift"
 NON_FEATURES = ("entity_id", "as_of_date", "label")
 
 
+def _with_reasons(result) -> list[str]:
+    """Drifted columns with the checks that flagged them, e.g. 'spend_28d (null_share)'."""
+    return [f"{c.column} ({', '.join(c.drifted_by)})" for c in result.columns if c.column in result.drifted_columns]
+
+
 def drift_charts(audit: StepAudit, result, reference, current) -> str:
     """Per-column drift scores against their thresholds and the distributions of the drifted columns, as an
     image; a chart that cannot be drawn says why instead of failing the check."""
@@ -37,7 +42,9 @@ def drift_charts(audit: StepAudit, result, reference, current) -> str:
     kinds={"evidently"},
     check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset=DRIFT, blocking=False,
                                    description="Warns when the scoring population drifted from the champion's "
-                                               "training data (share of drifted columns >= drift_share).")],
+                                               "training data (share of drifted columns >= drift_share; a column "
+                                               "drifts by Evidently's distance, or when its NULL share or its most "
+                                               "common value's share jumped).")],
     description="Evidently data drift: D's scoring population vs the current champion's training data.",
 )
 @retry_only_transient
@@ -72,7 +79,8 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifac
         drifted = list(result.drifted_columns)
         judged = sum(c.judged for c in result.columns)
         audit.log(f"dataset drift: {result.dataset_drift} ({len(drifted)}/{judged} judged columns drifted, "
-                  f"share {result.drift_share:.2f} vs threshold {result.share_threshold:.2f}): {drifted}")
+                  f"share {result.drift_share:.2f} vs threshold {result.share_threshold:.2f}): "
+                  f"{_with_reasons(result)}")
         final = audit.commit(out, {"drift": result.to_dict(), "champion_version": champion.version,
                                    "reference_partition": champion.partition_key})
     figures = {"dataset_drift": result.dataset_drift, "drift_share": round(result.drift_share, 4),
@@ -99,7 +107,8 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifac
             check_name=DRIFT_CHECK,
             passed=not result.dataset_drift,
             severity=dg.AssetCheckSeverity.WARN,
-            description=(f"{len(drifted)} of {judged} judged columns drifted: {', '.join(drifted) or 'none'}"),
+            description=(f"{len(drifted)} of {judged} judged columns drifted: "
+                         f"{', '.join(_with_reasons(result)) or 'none'}"),
             metadata=figures,
         )],
     )

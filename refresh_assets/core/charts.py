@@ -39,7 +39,8 @@ MAX_PLOT_ROWS = 20_000
 MAX_SCATTER_POINTS = 5_000
 CALIBRATION_BINS = 10
 #: The drift chart also shows a column whose NULL share moved by at least this much: Evidently's distances
-#: ignore NULLs, so such a column is never flagged drifted, yet it is worth a look.
+#: ignore NULLs, and the drift check's own NULL-share check only flags a move of DriftSettings.null_share_delta
+#: (0.10), so a smaller jump is not flagged drifted, yet it is worth a look.
 NULL_SHARE_JUMP = 0.05
 _SEED = 0
 
@@ -380,17 +381,27 @@ def lower_score_means_drift(column: "ColumnDrift") -> bool:
     score, threshold = _finite(column.score), _finite(column.threshold)
     if score is None or threshold is None or score == threshold:
         return False
-    return bool(column.drifted) == (score < threshold)
+    # the distance's own verdict: ``drifted`` also counts the NULL-share and top-value checks
+    return bool(getattr(column, "distance_drifted", column.drifted)) == (score < threshold)
 
 
 def _severity(column: "ColumnDrift") -> float:
-    """How far past its threshold a column is (> 1 when drifted), in whichever direction its method reads."""
+    """How far past its threshold a column is (> 1 when drifted), in whichever direction its method reads; a
+    share check that fired counts as its change over its minimum change."""
+    fired = [abs(check.change) / check.delta for check in _fired_checks(column) if check.delta > 0]
     score, threshold = _finite(column.score), _finite(column.threshold)
     if score is None or threshold is None:
-        return 0.0
+        return max(fired, default=0.0)
     if lower_score_means_drift(column):
-        return threshold / max(score, 1e-300)
-    return score / threshold if threshold > 0 else score
+        distance = threshold / max(score, 1e-300)
+    else:
+        distance = score / threshold if threshold > 0 else score
+    return max([distance, *fired])
+
+
+def _fired_checks(column: "ColumnDrift") -> list:
+    """The share checks (NULL share, top value share) that flagged the column."""
+    return [check for check in getattr(column, "checks", ()) if check.drifted and check.judged]
 
 
 def null_share(series: pd.Series) -> float:
@@ -412,16 +423,19 @@ def distribution_columns(
 ) -> list[tuple[str, str]]:
     """Which columns the drift chart draws, each with why: (column, reason), most telling first.
 
-    Drifted judged columns (furthest past their threshold first), then drifted columns with too few values
-    to be counted, then columns whose NULL share moved by >= ``null_jump``: Evidently ignores NULLs, so
-    those are never flagged, yet a feed that starts losing values is exactly what to look at.
+    Drifted judged columns (furthest past their threshold first; a column flagged by a share check says which,
+    e.g. "drifted: NULL 2.0% -> 60.0%"), then drifted columns with too few values to be counted, then columns
+    whose NULL share moved by >= ``null_jump``: Evidently ignores NULLs and the NULL-share check only flags
+    bigger moves, yet a feed that starts losing values is exactly what to look at.
     """
     present = [c for c in columns if c.column in reference.columns and c.column in current.columns]
     chosen: list[tuple[str, str]] = []
     for judged in (True, False):
         drifted = [c for c in present if c.drifted and bool(c.judged) == judged]
         for column in sorted(drifted, key=_severity, reverse=True):
-            chosen.append((column.column, "drifted" if judged else "drifted, not counted"))
+            fired = "; ".join(check.describe() for check in _fired_checks(column))
+            reason = "drifted" if judged else "drifted, not counted"
+            chosen.append((column.column, f"{reason}: {fired}" if fired else reason))
     taken = {name for name, _ in chosen}
     jumps = []
     for column in present:
@@ -524,7 +538,8 @@ def drift_chart(
         if threshold is not None:
             bars.plot([threshold], [level], marker="|", markersize=9, markeredgewidth=1.8, color="black")
     bars.set_yticks(range(len(shown)), [
-        f"{c.column} ({c.method}{', p-value' if lower_score_means_drift(c) else ''})" for c in reversed(shown)
+        f"{c.column} ({c.method}{', p-value' if lower_score_means_drift(c) else ''}"
+        f"{''.join(' + ' + check.method for check in _fired_checks(c))})" for c in reversed(shown)
     ], fontsize=6)
     bars.set_ylim(-0.7, len(shown) - 0.3)
     if directions == {True}:

@@ -15,8 +15,12 @@ p-value would, so a fixed n gives the full-data verdicts except for columns whos
 few estimator spreads of the threshold. See ``DEFAULT_SAMPLE_SIZE`` for the measured spread, and
 refresh_assets_tests/benchmarks/bench_drift.py for the end-to-end comparison.
 
-Like Evidently, the distances ignore NULLs: a column whose NULL share grows but whose non-null values
-keep their distribution is not flagged.
+The distances ignore NULLs, so two checks of our own run beside them on every column (see
+``DriftSettings.null_share_delta``): **missingness** -- the NULL share of the reference vs the current
+data, and, for categorical columns, **collapse** -- the share of the current data's most common value in
+the current vs the reference values. A column whose feed broke (NULL share 2% -> 60%) or whose category
+silently became one value keeps a small distance yet is flagged drifted by these, with the check's name
+(``null_share`` / ``top_value_share``) as the reason.
 
 Evidently is imported inside the functions: importing it takes seconds and the Dagster code location
 must load fast (a test checks that importing this module leaves ``evidently`` out of ``sys.modules``).
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -59,6 +63,32 @@ _EVIDENTLY_SMALL_REFERENCE = 1000
 _LOW_CARDINALITY = 5
 _VALUE_DRIFT_TYPE = "evidently:metric_v2:ValueDrift"
 
+#: Names of the two share checks that run beside Evidently's distance (``ShareCheck.method``).
+NULL_SHARE = "null_share"
+TOP_VALUE_SHARE = "top_value_share"
+
+#: A share check flags a column only when the share moved by at least this much (absolute) ...
+#:
+#: Why 0.10: the check must not call a real but harmless wobble drift -- on 50,000 rows a side a NULL share
+#: going from 2% to 3% is "significant" (z ~ 10: the z-test alone flagged 100% of such draws) and means
+#: nothing -- while a feed that broke moves the share by tens of points. Measured on the decision study's
+#: no-change games (30 seeds, ~2,000 scoring rows vs the champion's ~6,000 training rows), the largest
+#: natural change of any feature's NULL share was 0.037 and of a category's top-value share 0.030 (none
+#: reached 0.05); in games of a quarter of the size (~500 vs ~1,500 rows, not judged at the default
+#: min_column_values) 0.042 and 0.069. 0.10 keeps a margin of ~2.7x over the judged worst case (real data
+#: varies more than the simulation, where one feature has NULLs at all) and still catches a feed that
+#: lost 30% of its rows on a column up to 2/3 NULL already (NULLing 30% of the rows moves the share by
+#: 0.3 x (1 - its NULL share)). A collapse of 30% of the rows onto the top value moves that share by
+#: 0.3 x (1 - its share): >= 0.15 for the packaged categories (top shares 0.29-0.5).
+DEFAULT_SHARE_DELTA = 0.10
+#: ... AND a two-proportion z-test (pooled, two-sided) on the sizes the shares were taken on says p < this.
+#: Measured with no change at all (refresh_assets_tests/benchmarks/bench_share_checks.py, 200,000 draws per
+#: line, shares 0.02-0.9): the z-test alone fires at its nominal ~0.1% per check at every size (~2% of
+#: partitions with 18 features), the 0.10 change alone at <= 5e-6 from 1,000 values a side up, but at 18% on
+#: 100 values; the two together at <= 5e-6 from 1,000 values a side and <= 0.1% at 100-500. So at the
+#: default min_column_values (1000) the change binds and the test only matters when that is lowered.
+DEFAULT_SHARE_ALPHA = 0.001
+
 
 # ---------------------------------------------------------------------------------------------------------
 # results and settings
@@ -66,8 +96,68 @@ _VALUE_DRIFT_TYPE = "evidently:metric_v2:ValueDrift"
 
 
 @dataclass(frozen=True)
+class ShareCheck:
+    """A share in the reference vs the current data, the test of it, and its verdict (a check the distances,
+    which ignore NULLs and look at whole distributions, cannot make).
+
+    ``null_share``: share of rows that are NULL (for numbers also +-inf, which Evidently drops too), taken on
+    ALL rows (one pass; ``sizes`` are row counts). ``top_value_share``: share, among the non-null values, of
+    the current data's most common value ``value``, in the reference and in the current data, taken on the
+    rows Evidently saw (the sample; ``sizes`` are its non-null counts). Drift when the share moved by at least
+    ``delta`` (null_share: either way; top_value_share: up -- a collapse onto one value, or a new default
+    value such as 'unknown' taking over; a value losing share is left to the distance) and the
+    two-proportion z-test's ``p_value`` is below ``alpha``.
+    """
+
+    method: str  # NULL_SHARE | TOP_VALUE_SHARE
+    reference: float
+    current: float
+    sizes: tuple[int, int]  # (reference, current) denominators of the shares
+    p_value: float
+    delta: float
+    alpha: float
+    drifted: bool  # never True when not judged
+    judged: bool  # False: fewer than min_column_values rows (null_share) / values (top_value_share) on a side
+    value: str | None = None  # top_value_share: the current data's most common value
+
+    @property
+    def change(self) -> float:
+        return self.current - self.reference
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "reference": _json_float(self.reference),
+            "current": _json_float(self.current),
+            "change": _json_float(self.change),
+            "sizes": [int(size) for size in self.sizes],
+            "p_value": _json_float(self.p_value),
+            "delta": float(self.delta),
+            "alpha": float(self.alpha),
+            "drifted": bool(self.drifted),
+            "judged": bool(self.judged),
+            **({"value": self.value} if self.method == TOP_VALUE_SHARE else {}),
+        }
+
+    def describe(self) -> str:
+        """e.g. 'NULL 2.0% -> 60.0%' or "top 'ios' 50.0% -> 92.0%"."""
+        what = "NULL" if self.method == NULL_SHARE else f"top {self.value!r}"
+        return f"{what} {self.reference:.1%} -> {self.current:.1%}"
+
+
+@dataclass(frozen=True)
 class ColumnDrift:
-    """One column's verdict as Evidently computed it; ``method`` is the registered name (e.g. 'wasserstein')."""
+    """One column's verdict: Evidently's distance plus the share checks (``checks``).
+
+    ``method``/``score``/``threshold`` are Evidently's (``method`` is the registered name, e.g. 'wasserstein'),
+    ``distance_drifted``/``distance_judged`` its verdict and whether it had enough values (``min_column_values``
+    non-null values per side). ``drifted`` and ``judged`` are the column's verdict, what the drift share
+    counts: the share checks only ever ADD drift -- a column one of them flagged is judged and drifted (even
+    if its distance had too few values, as when a broken feed leaves a column mostly NULL); a column none of
+    them flagged keeps the distance's verdict exactly (judged only with enough values, as before).
+    ``drifted_by`` names the checks behind a counted drift. Built without checks (the distance alone), the
+    distance fields default to ``drifted``/``judged``.
+    """
 
     column: str
     kind: str  # NUMERICAL | CATEGORICAL
@@ -76,6 +166,24 @@ class ColumnDrift:
     threshold: float
     drifted: bool
     judged: bool = True  # False: too few values on a side (min_column_values); shown, not counted in the share
+    checks: tuple[ShareCheck, ...] = ()
+    distance_drifted: bool | None = None  # None: same as drifted
+    distance_judged: bool | None = None  # None: same as judged
+
+    def __post_init__(self) -> None:
+        if self.distance_drifted is None:
+            object.__setattr__(self, "distance_drifted", bool(self.drifted))
+        if self.distance_judged is None:
+            object.__setattr__(self, "distance_judged", bool(self.judged))
+
+    @property
+    def drifted_by(self) -> tuple[str, ...]:
+        """The judged checks that found drift: the distance's method name, 'null_share', 'top_value_share'."""
+        by = [self.method] if self.distance_drifted and self.distance_judged else []
+        return tuple(by + [check.method for check in self.checks if check.drifted and check.judged])
+
+    def check(self, method: str) -> ShareCheck | None:
+        return next((check for check in self.checks if check.method == method), None)
 
 
 def _json_float(value: float) -> float | None:
@@ -126,6 +234,10 @@ class DriftResult:
                     "threshold": _json_float(column.threshold),
                     "drifted": bool(column.drifted),
                     "judged": bool(column.judged),
+                    "drifted_by": list(column.drifted_by),
+                    "distance_drifted": bool(column.distance_drifted),
+                    "distance_judged": bool(column.distance_judged),
+                    **{check.method: check.to_dict() for check in column.checks},
                 }
                 for column in self.columns
             ],
@@ -137,7 +249,9 @@ class DriftResult:
         }
 
     def markdown_table(self) -> str:
-        """A one-line verdict followed by a column | method | score | threshold | drifted table."""
+        """A one-line verdict, a column | method | score | threshold | drifted table (the distance; 'drifted' is
+        the column's verdict, naming the checks that fired when not just the distance), then the share checks:
+        column | NULL share | most common value's share | flagged."""
         drifted = len(self.drifted_columns)
         judged = sum(column.judged for column in self.columns)
         verdict = "DRIFT" if self.dataset_drift else "no drift"
@@ -154,10 +268,53 @@ class DriftResult:
         for column in self.columns:
             lines.append(
                 f"| {_markdown_cell(column.column)} | {_markdown_cell(column.method)} | {column.score:.4g} "
-                f"| {column.threshold:.4g} | {'yes' if column.drifted else 'no'}"
-                f"{'' if column.judged else ' (not counted: too few values)'} |"
+                f"| {column.threshold:.4g} | {_markdown_cell(_verdict_cell(column))} |"
             )
+        if any(column.checks for column in self.columns):
+            checks = [check for column in self.columns for check in column.checks]
+            rules = ", ".join(sorted({
+                f"{check.method} moved {'by' if check.method == NULL_SHARE else 'up by'} >= {check.delta:g}"
+                for check in checks}))
+            lines += [
+                "",
+                f"Share checks (Evidently's distances ignore NULLs): drift when {rules} "
+                f"and a two-proportion z-test gives p < {min(check.alpha for check in checks):g}.",
+                "",
+                "| column | NULL share reference -> current | most common value: share reference -> current "
+                "| flagged |",
+                "| --- | --- | --- | --- |",
+            ]
+            for column in self.columns:
+                if not column.checks:
+                    continue
+                null, top = column.check(NULL_SHARE), column.check(TOP_VALUE_SHARE)
+                flagged = [check.method for check in column.checks if check.drifted]
+                unjudged = [check.method for check in column.checks if not check.judged]
+                note = ", ".join(flagged) or "no"
+                if unjudged:
+                    note += f" ({', '.join(unjudged)} not judged: too few rows/values)"
+                lines.append(
+                    f"| {_markdown_cell(column.column)} "
+                    f"| {_share_cell(null)} "
+                    f"| {_share_cell(top, with_value=True)} | {_markdown_cell(note)} |"
+                )
         return "\n".join(lines)
+
+
+def _verdict_cell(column: ColumnDrift) -> str:
+    if not column.judged:
+        return f"{'yes' if column.drifted else 'no'} (not counted: too few values)"
+    if not column.drifted:
+        return "no"
+    return "yes" if column.drifted_by == (column.method,) else f"yes ({', '.join(column.drifted_by)})"
+
+
+def _share_cell(check: ShareCheck | None, with_value: bool = False) -> str:
+    if check is None:
+        return "-"
+    value = f"{check.value!r} " if with_value else ""
+    return (f"{_markdown_cell(value)}{check.reference:.1%} -> {check.current:.1%} "
+            f"({check.change * 100:+.1f} pts, p {check.p_value:.2g})")
 
 
 @dataclass(frozen=True)
@@ -184,8 +341,17 @@ class DriftSettings:
     #: A column with fewer usable values than this on either side (all rows, not the sample) is shown but not
     #: counted in the drift share: Evidently itself only trusts a distance above 1000 reference values, and
     #: in the decision study (docs/DECISIONS.md) a mostly-NULL column (days_since_last_purchase, a few
-    #: hundred values per partition) was the one that raised false alarms on undrifted data.
+    #: hundred values per partition) was the one that raised false alarms on undrifted data. The NULL-share
+    #: check asks as many ROWS per side (a broken feed leaves few values, but its NULL share is well measured).
     min_column_values: int = 1000
+    #: Missingness: a column drifts when its NULL share (all rows) moved by at least this much, either way,
+    #: and the two-proportion test agrees (``share_alpha``). 0 or None: off. See ``DEFAULT_SHARE_DELTA``.
+    null_share_delta: float | None = DEFAULT_SHARE_DELTA
+    #: Collapse (categorical columns): a column drifts when the share of the current data's most common value
+    #: rose by at least this much over its share in the reference (and the test agrees). 0 or None: off.
+    top_value_delta: float | None = DEFAULT_SHARE_DELTA
+    #: Significance level of the two-proportion z-test both share checks also require.
+    share_alpha: float = DEFAULT_SHARE_ALPHA
 
     def __post_init__(self) -> None:
         if not 0.0 < self.drift_share <= 1.0:
@@ -199,6 +365,12 @@ class DriftSettings:
         for column, threshold in (self.per_column_threshold or {}).items():
             if not math.isfinite(threshold):
                 raise ValueError(f"threshold for column {column!r} must be finite, got {threshold}")
+        for name in ("null_share_delta", "top_value_delta"):
+            delta = getattr(self, name)
+            if delta is not None and not 0.0 <= delta <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1] (0 or None: check off), got {delta}")
+        if not 0.0 < self.share_alpha <= 1.0:
+            raise ValueError(f"share_alpha must be in (0, 1], got {self.share_alpha}")
 
     def method_for(self, column: str, kind: str) -> str | None:
         """The method asked for this column (per-column beats per-kind), or None for Evidently's default."""
@@ -394,7 +566,7 @@ def _run_evidently(
     settings: DriftSettings,
     html_path: str | Path | None,
     judged: Mapping[str, bool],
-) -> tuple[list[ColumnDrift], bool, float]:
+) -> list[ColumnDrift]:
     """One Evidently Report of ValueDrift per column; verdicts read back from its own results and tests.
 
     Not DataDriftPreset itself: the preset's rendering recomputes every column twice more (DriftedColumnsCount
@@ -445,15 +617,86 @@ def _run_evidently(
                 judged=bool(judged[column]),
             )
         )
-    counted = [result for result in results if result.judged]
-    # No column with enough values: nothing can be said, which is not drift.
-    share = sum(result.drifted for result in counted) / len(counted) if counted else 0.0
     if html_path is not None:
         from refresh_assets.core.artifacts import atomic_write_text
 
         atomic_write_text(html_path, snapshot.get_html_str(as_iframe=False))
-    # Same comparison as Evidently's get_dataset_drift: share_drifted_columns >= drift_share.
-    return results, bool(counted) and bool(share >= settings.drift_share), share
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# share checks: what the distances cannot see
+# ---------------------------------------------------------------------------------------------------------
+
+
+def two_proportion_p_value(reference_hits: int, reference_size: int, current_hits: int, current_size: int) -> float:
+    """Two-sided p-value of the pooled two-proportion z-test (1.0 when either side is empty or the pooled share
+    is 0 or 1: no evidence of a difference)."""
+    if reference_size <= 0 or current_size <= 0:
+        return 1.0
+    pooled = (reference_hits + current_hits) / (reference_size + current_size)
+    variance = pooled * (1.0 - pooled) * (1.0 / reference_size + 1.0 / current_size)
+    if variance <= 0.0:
+        return 1.0
+    z = (current_hits / current_size - reference_hits / reference_size) / math.sqrt(variance)
+    return float(math.erfc(abs(z) / math.sqrt(2.0)))
+
+
+def _share_check(method: str, hits: tuple[int, int], sizes: tuple[int, int], delta: float, settings: DriftSettings,
+                 judged: bool, upward_only: bool, value: str | None = None) -> ShareCheck:
+    reference = hits[0] / sizes[0] if sizes[0] else 0.0
+    current = hits[1] / sizes[1] if sizes[1] else 0.0
+    change = current - reference if upward_only else abs(current - reference)
+    p_value = two_proportion_p_value(hits[0], sizes[0], hits[1], sizes[1])
+    # a hair of tolerance: 0.3 - 0.2 is 0.09999999999999998 in floats, and a change of exactly delta is meant to count
+    drifted = judged and change >= delta - 1e-12 and p_value < settings.share_alpha
+    return ShareCheck(method=method, reference=reference, current=current, sizes=sizes, p_value=p_value,
+                      delta=delta, alpha=settings.share_alpha, drifted=bool(drifted), judged=bool(judged), value=value)
+
+
+def _enabled(delta: float | None) -> bool:
+    return delta is not None and delta > 0
+
+
+def _top_value_counts(series: pd.Series) -> pd.Series:
+    """Non-null value counts, most common first, ties by the value's text (same input, same answer)."""
+    counts = series.value_counts(dropna=True)
+    counts = counts[counts > 0]  # a category dtype lists unused categories with 0
+    if counts.empty:
+        return counts
+    order = sorted(range(len(counts)), key=lambda i: (-int(counts.iloc[i]), str(counts.index[i])))
+    return counts.iloc[order]
+
+
+def _share_checks(column: str, kind: str, full_rows: tuple[int, int], full_values: tuple[int, int],
+                  seen: tuple[pd.DataFrame, pd.DataFrame], settings: DriftSettings) -> tuple[ShareCheck, ...]:
+    """The column's NULL-share check (all rows: the counts are already known) and, for a categorical column, its
+    top-value-share check (on the rows Evidently saw: value counts of a 1M-row text column cost ~0.1-0.2 s a
+    side, of the 50k sample milliseconds)."""
+    checks = []
+    if _enabled(settings.null_share_delta):
+        nulls = (full_rows[0] - full_values[0], full_rows[1] - full_values[1])
+        checks.append(_share_check(NULL_SHARE, nulls, full_rows, float(settings.null_share_delta), settings,
+                                   judged=min(full_rows) >= settings.min_column_values, upward_only=False))
+    if kind == CATEGORICAL and _enabled(settings.top_value_delta):
+        current_counts = _top_value_counts(seen[1][column])
+        reference_counts = _top_value_counts(seen[0][column])
+        if not current_counts.empty:
+            value = current_counts.index[0]
+            hits = (int(reference_counts.get(value, 0)), int(current_counts.iloc[0]))
+            sizes = (int(reference_counts.sum()), int(current_counts.sum()))
+            checks.append(_share_check(TOP_VALUE_SHARE, hits, sizes, float(settings.top_value_delta), settings,
+                                       judged=min(full_values) >= settings.min_column_values, upward_only=True,
+                                       value=str(value)))
+    return tuple(checks)
+
+
+def _with_checks(distance: ColumnDrift, checks: tuple[ShareCheck, ...]) -> ColumnDrift:
+    """The column's verdict from its distance and its share checks (see ColumnDrift): a share check that fired
+    (it only fires when judged) makes the column judged and drifted; otherwise the distance's verdict stands."""
+    fired = any(check.drifted and check.judged for check in checks)
+    return replace(distance, drifted=fired or bool(distance.drifted), judged=fired or bool(distance.judged),
+                   checks=checks, distance_drifted=bool(distance.drifted), distance_judged=bool(distance.judged))
 
 
 def _uniform_sample(frame: pd.DataFrame, size: int, seed: np.random.SeedSequence) -> pd.DataFrame:
@@ -537,15 +780,23 @@ def check_drift_full(
 
 def _evidently_result(reference, current, reference_rows_seen, current_rows_seen, kinds, methods, settings,
                       html_path, started) -> DriftResult:
-    """Run Evidently on the rows it is to see and wrap its verdicts with the sizes and the time taken."""
-    judged = {
-        column: min(_usable_count(reference[column], kind), _usable_count(current[column], kind))
-        >= settings.min_column_values
-        for column, kind in kinds.items()
-    }
-    results, dataset_drift, share = _run_evidently(
-        reference_rows_seen, current_rows_seen, kinds, methods, settings, html_path, judged
-    )
+    """Run Evidently on the rows it is to see, add the share checks, and wrap the verdicts with the sizes and the
+    time taken."""
+    values = {column: (_usable_count(reference[column], kind), _usable_count(current[column], kind))
+              for column, kind in kinds.items()}
+    judged = {column: min(counts) >= settings.min_column_values for column, counts in values.items()}
+    distances = _run_evidently(reference_rows_seen, current_rows_seen, kinds, methods, settings, html_path, judged)
+    results = [
+        _with_checks(distance, _share_checks(distance.column, distance.kind, (len(reference), len(current)),
+                                             values[distance.column], (reference_rows_seen, current_rows_seen),
+                                             settings))
+        for distance in distances
+    ]
+    counted = [result for result in results if result.judged]
+    # No column with enough values: nothing can be said, which is not drift.
+    share = sum(result.drifted for result in counted) / len(counted) if counted else 0.0
+    # Same comparison as Evidently's get_dataset_drift: share_drifted_columns >= drift_share.
+    dataset_drift = bool(counted) and bool(share >= settings.drift_share)
     return DriftResult(
         dataset_drift=dataset_drift,
         drift_share=share,

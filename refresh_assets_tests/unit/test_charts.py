@@ -288,11 +288,20 @@ def test_distribution_columns_on_real_evidently_verdicts():
     from refresh_assets.core.drift import DriftSettings, check_drift
 
     reference, current = drift_frames(3000, seed=8)
+    # the distance ignores spend's NULL jump (5% -> 45%); the drift check's NULL-share check flags it
     result = check_drift(reference, current, settings=DriftSettings(sample_size=5000))
-    assert "age" in result.drifted_columns and "spend" not in result.drifted_columns
-    names = [name for name, _ in charts.distribution_columns(result.columns, reference, current)]
-    assert names[:1] == ["age"] and "spend" in names
+    assert set(result.drifted_columns) == {"age", "spend"}
+    spend = next(c for c in result.columns if c.column == "spend")
+    assert not spend.distance_drifted and spend.drifted_by == ("null_share",)
+    assert not charts.lower_score_means_drift(spend)  # a distance below its threshold, whatever the NULL check says
+    picked = dict(charts.distribution_columns(result.columns, reference, current))
+    assert picked["age"] == "drifted" and picked["spend"].startswith("drifted: NULL ")
     png_of(charts.drift_chart(result.columns, reference, current))
+    # with the NULL-share check off, spend is not drifted and is drawn for its NULL jump only
+    quiet = check_drift(reference, current, settings=DriftSettings(sample_size=5000, null_share_delta=0))
+    assert "age" in quiet.drifted_columns and "spend" not in quiet.drifted_columns
+    names = [name for name, _ in charts.distribution_columns(quiet.columns, reference, current)]
+    assert names[:1] == ["age"] and "spend" in names
 
 
 def test_direction_of_drift_scores():
