@@ -9,7 +9,7 @@ before any data is read, and by the CLI before it launches anything. Every messa
 import datetime as dt
 import os
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field, ValidationError, field_validator
@@ -134,6 +134,12 @@ class ComparisonConfig(dg.Config):
         default=0.0, ge=-0.1, le=0.5,
         description="Promote only if the lower bound of the ROC AUC improvement interval is above this.",
     )
+    select_challenger_by: Literal["cv_score", "holdout"] = Field(
+        default="cv_score",
+        description="How the challenger the gates judge is chosen: 'cv_score' (each candidate's out-of-time "
+                    "cross-validated ROC AUC on the training data: the holdout only gates it) or 'holdout' (the "
+                    "best on the holdout that then gates it: biased upward, see docs/DECISIONS.md).",
+    )
     bootstrap_samples: int = Field(default=1000, ge=100, le=100_000, description="Paired bootstrap replicates.")
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Confidence level of the interval.")
     top_k_share: float = Field(default=0.1, gt=0.0, le=0.5, description="Share flagged for precision/recall at top k.")
@@ -257,6 +263,18 @@ class DriftConfig(dg.Config):
     per_column_threshold: dict[str, float] = Field(default_factory=dict, description="Column -> drift threshold for its test.")
     sample_size: int = Field(default=50_000, ge=1001, description="Seeded rows per side Evidently sees (speed on big data).")
     random_seed: int = Field(default=0, description="Seed of the sample.")
+    null_share_delta: float = Field(
+        default=0.1, ge=0.0, le=1.0,
+        description="Missingness check (Evidently's distances ignore NULLs): a column drifts when its NULL share "
+                    "moved by at least this much, either way (and a two-proportion z-test agrees); 0: off.",
+    )
+    top_value_delta: float = Field(
+        default=0.1, ge=0.0, le=1.0,
+        description="Collapse check (categorical columns): a column drifts when the share of the current data's "
+                    "most common value rose by at least this much over the reference (and the z-test agrees); 0: off.",
+    )
+    share_alpha: float = Field(default=0.001, gt=0.0, le=1.0,
+                               description="Significance level of the z-test both share checks also require.")
 
     def settings(self):
         from refresh_assets.core.drift import DriftSettings
@@ -266,6 +284,8 @@ class DriftConfig(dg.Config):
             per_column_method=dict(self.per_column_method) or None,
             per_column_threshold=dict(self.per_column_threshold) or None,
             sample_size=self.sample_size, seed=self.random_seed, min_column_values=self.min_column_values,
+            null_share_delta=self.null_share_delta, top_value_delta=self.top_value_delta,
+            share_alpha=self.share_alpha,
         )
 
 

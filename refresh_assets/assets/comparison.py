@@ -122,6 +122,9 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
             y, predictions, champion_name, min_improvement=config.min_improvement,
             n_boot=config.bootstrap_samples, alpha=1 - config.confidence, seed=config.random_seed,
             extra_gates=evaluate.guardrail_gates(config.guardrails(), holdout),
+            # the challenger is chosen on data the holdout gates never see (docs/DECISIONS.md: the winner's curse)
+            selection_scores=({name: info.get("cv_score_roc_auc") for name, info in challengers.items()}
+                              if config.select_challenger_by == "cv_score" else None),
         )
         table = evaluate.comparison_table(metrics, champion_name)
         markdown = evaluate.comparison_markdown(table, decision)
@@ -168,6 +171,7 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
             "decision": "promote" if decision.promote else "keep",
             "promote": bool(decision.promote),
             "best_challenger": decision.challenger or "",
+            "challenger_chosen": decision.selection_note,
             "candidates_left_out": ", ".join(f"{a} ({why})" for a, why in skipped.items()) or "none",
             "champion_version": champion.version if champion else -1,
             "reason": decision.reason,

@@ -584,6 +584,10 @@ class Decision:
     gates: tuple[Gate, ...]
     bootstrap: BootstrapResult | None
     delong: DelongResult | None = None  # second opinion on the primary ROC AUC difference, never gated
+    #: how the challenger was chosen: "selection" (by scores from data the gates do not see, e.g. the
+    #: candidates' out-of-time CV ROC AUC) or "holdout" (best on the same holdout that then gates it)
+    selected_by: str = "holdout"
+    selection_note: str = ""
 
     @property
     def deciding_gate(self) -> str:
@@ -865,8 +869,15 @@ def decide(
     metric: str = PRIMARY_METRIC,
     *,
     extra_gates: Sequence[GateCheck] = (),
+    selection_scores: Mapping[str, float] | None = None,
 ) -> Decision:
-    """Pick the best challenger on the holdout and decide whether it replaces the champion.
+    """Pick the best challenger and decide whether it replaces the champion.
+
+    Selection: with ``selection_scores`` (higher is better; a figure for every challenger, measured on data the
+    holdout gates never see, such as each candidate's out-of-time cross-validated ROC AUC), the challenger is
+    the best by those and the holdout only gates it. Without, it is the best on the holdout itself: then
+    the gate judges the maximum of several noisy holdout gains, which is biased upward (the winner's curse:
+    measured in docs/DECISIONS.md), so a refresh passes its candidates' CV scores.
 
     Promote if there is no champion, or if the lower bound of the paired bootstrap interval of
     the challenger's gain over the champion exceeds min_improvement (a point estimate alone would
@@ -891,7 +902,7 @@ def decide(
     challenger_metrics = {
         name: {metric: _metric_value(labels, probabilities[name], metric)} for name in challengers
     }
-    best = choose_best(challenger_metrics, metric)
+    best, selected_by, selection_note = select_challenger(challenger_metrics, metric, selection_scores)
     best_figure = challenger_metrics[best][metric]
 
     bootstrap: BootstrapResult | None = None
@@ -903,7 +914,8 @@ def decide(
             passed=True,
             detail=(
                 f"there is no current champion, so the best of {len(challengers)} challenger(s) "
-                f"({best!r}, {metric} {best_figure:.4f}) is promoted"
+                f"({best!r}, {metric} {best_figure:.4f}{'; ' + selection_note if selected_by == 'selection' else ''}) "
+                "is promoted"
             ),
         )
     else:
@@ -936,6 +948,8 @@ def decide(
     else:
         verdict = f"Do not promote {best!r}"
     reason = f"{verdict} (gate {deciding_gate.name} {outcome}): {deciding_gate.detail}."
+    if selected_by == "selection" and champion_name is not None:
+        reason += f" {best!r} was {selection_note}."
     return Decision(
         promote=promote,
         challenger=best,
@@ -944,7 +958,27 @@ def decide(
         gates=tuple(gates),
         bootstrap=bootstrap,
         delong=delong,
+        selected_by=selected_by,
+        selection_note=selection_note,
     )
+
+
+def select_challenger(challenger_metrics: Mapping[str, Mapping[str, float]], metric: str,
+                      selection_scores: Mapping[str, float] | None) -> tuple[str, str, str]:
+    """(name, "selection" | "holdout", note): the best challenger by ``selection_scores`` when every challenger
+    has a finite one (ties to the first name, so reruns agree), else the best on the holdout ``metric``."""
+    if selection_scores is not None:
+        scores = {name: selection_scores.get(name) for name in challenger_metrics}
+        usable = {name: float(v) for name, v in scores.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+        if len(usable) == len(scores):
+            best = sorted(usable, key=lambda name: (-usable[name], name))[0]
+            return best, "selection", (f"chosen by its CV score {usable[best]:.4f}, on training data the holdout "
+                                       f"gates never see")
+        missing = sorted(name for name in scores if name not in usable)
+        return (choose_best(challenger_metrics, metric), "holdout",
+                f"chosen on the holdout: no selection score for {', '.join(missing)}")
+    return choose_best(challenger_metrics, metric), "holdout", "chosen on the holdout"
 
 
 # --------------------------------------------------------------------------------------------

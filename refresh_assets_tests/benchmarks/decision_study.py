@@ -23,6 +23,11 @@ its scoring population against the champion's training rows. Scenarios:
   (a tracking bug; the label is computed by SQL, so the noise is put on the query's output);
 * small_population -- a plain game with a quarter of the players (tiny holdout, tiny slices).
 
+Broken columns (``run_broken_columns_seed``, on the drift seeds): the no_change game's scoring population is
+checked again with one seeded-random feature NULL for 30-90% of its rows, and with one categorical feature
+collapsed onto its most common value for 30-90% of its rows, against the same champion training rows; the
+drift check must name the broken column (``broken_column_detection_rate``, ``collapse_detection_rate``).
+
 The truth: each model's ROC AUC on a LARGE fresh sample (another seed, ``truth_players`` players) of the same
 game, snapshots from the refresh date on (the weeks the decision is in force), labels clean. A promotion
 is "false" when the promoted challenger's true AUC is not above the champion's; regret is the true AUC of
@@ -74,10 +79,34 @@ DRIFTED = ("covariate_drift", "concept_drift")  # concept drift moves the featur
 TARGETS = {
     "false_promotion_rate": ("<=", 0.05),
     "promotion_within_one_refresh": (">=", 0.90),
+    # the refresh's real rule: four tuned candidates, the challenger chosen by CV score, gated on the holdout
+    "false_promotion_rate_all_candidates": ("<=", 0.05),
+    "promotion_within_one_refresh_all_candidates": (">=", 0.90),
+    # the same decisions had the challenger been the best on the holdout that gates it (the rule before)
+    "false_promotion_rate_all_candidates_holdout_pick": ("report", None),
+    "promotion_within_one_refresh_all_candidates_holdout_pick": ("report", None),
     "mean_regret_auc": ("<=", 0.005),
     "drift_false_alarm_rate": ("<=", 0.10),
     "drift_detection_rate": (">=", 0.90),
+    # a broken column (see run_broken_columns_seed): detected by the drift check, and by Evidently's distance alone
+    "broken_column_detection_rate": (">=", 0.95),
+    "broken_column_detection_rate_distance_only": ("report", None),
+    "collapse_detection_rate": (">=", 0.95),
+    "collapse_detection_rate_distance_only": ("report", None),
 }
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """The refresh's own decision, measured apart: all four default candidates tuned (the ensemble over the
+    three others), the challenger chosen by CV score and gated on the holdout -- and, on the same models, the
+    rule before it (the best on the holdout that then gates it), so the difference is measured."""
+
+    seeds: int = 20  # no-change seeds: the false-promotion rows
+    concept_seeds: int = 10  # concept-drift seeds (the first ones): the promotion-within-one-refresh rows
+    players: int = 3000
+    tuning_budget: int = 1
+    max_training_rows: int = 6000
 
 
 @dataclass(frozen=True)
@@ -102,6 +131,10 @@ class StudySettings:
     other_scenario_seeds: int | None = None
     #: Drift is checked on the first this-many seeds only (None: every seed); Evidently costs ~3 s a check.
     drift_seeds: int | None = None
+    #: The all-candidates part (None: skipped).
+    selection: SelectionSettings | None = field(default_factory=SelectionSettings)
+    #: Faults put on one column of the no-change scoring population, on the drift seeds (empty: skipped).
+    broken_column_faults: tuple[str, ...] = ("null", "collapse")
 
 
 FULL = StudySettings(seeds=24, players=3000, tuning_budget=1, algorithms=("logreg",))
@@ -109,9 +142,10 @@ FULL = StudySettings(seeds=24, players=3000, tuning_budget=1, algorithms=("logre
 #: is judged; 20 no-change seeds for the false-promotion target, 10 seeds of each drift scenario.
 QUICK = StudySettings(seeds=20, players=3000, truth_players=15_000, n_boot=500, tuning_budget=1,
                       algorithms=("logreg",), scenarios=("no_change", "covariate_drift", "concept_drift"),
-                      other_scenario_seeds=10)
+                      other_scenario_seeds=10, selection=SelectionSettings(seeds=3, concept_seeds=2))
 TINY = StudySettings(seeds=2, players=1500, truth_players=3000, n_boot=200, tuning_budget=1,
-                     algorithms=("logreg",), scenarios=("no_change", "covariate_drift", "concept_drift"))
+                     algorithms=("logreg",), scenarios=("no_change", "covariate_drift", "concept_drift"),
+                     selection=SelectionSettings(seeds=1, concept_seeds=1, players=1500, max_training_rows=3000))
 #: drift_share values the report sweeps over (the pipeline's default is DriftSettings().drift_share).
 DRIFT_SHARE_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5)
 
@@ -266,6 +300,199 @@ def _check_drift(outcome: Outcome, reference: pd.DataFrame, current: pd.DataFram
     outcome.unjudged_columns = len(result.unjudged_columns)
 
 
+# --------------------------------------------------------------------------------------------------- broken columns
+#
+# The most common production data failure is not a population drift but a broken column: its feed fails and it
+# goes NULL for part of the rows, or a category silently becomes one value. Evidently's distances ignore NULLs,
+# so drift.check_drift runs a NULL-share and a top-value-share check beside them. Here, per seed, the no-change
+# game's scoring population is checked three times against the champion's training rows (the same frames as
+# the no_change drift check): clean, with one random feature NULL for a random 30-90% of its rows, and with one
+# random categorical feature collapsed onto its most common value for a random 30-90% of its rows.
+
+BROKEN_SHARE_RANGE = (0.3, 0.9)
+BROKEN_FAULTS = ("null", "collapse")
+
+
+@dataclass
+class BrokenColumnOutcome:
+    """One check of a scoring population with one column broken on purpose (fault "clean": none)."""
+
+    seed: int
+    fault: str  # "clean" | "null" | "collapse"
+    column: str | None
+    broken_share: float  # share of the scoring rows broken
+    detected: bool  # dataset drift, with the broken column among the drifted ones
+    drifted_by: tuple[str, ...]  # the broken column's checks that fired (e.g. ("null_share",))
+    distance_alone: bool  # Evidently's distance alone flagged (and counted) the broken column
+    share_reference: float | None  # the fault's share (NULL share / top-value share) in the reference ...
+    share_current: float | None  # ... and in the broken scoring population
+    other_drifted: tuple[str, ...]  # other columns flagged (should be none: the population is undrifted)
+    dataset_drift: bool
+    share_flagged: tuple[str, ...] = ()  # columns a share check (NULL share / top-value share) flagged
+    # the largest change of any judged column's NULL share (absolute) / top-value share (up) in this check
+    max_null_share_change: float | None = None
+    max_top_value_change: float | None = None
+    seconds: float = 0.0
+
+
+def break_column(frame: pd.DataFrame, fault: str, rng: np.random.Generator) -> tuple[pd.DataFrame, str, float]:
+    """A copy of ``frame`` with one seeded-random feature broken for a seeded-random 30-90% of its rows:
+    NULL ("null"), or set to its most common value ("collapse", categorical features only)."""
+    from refresh_assets.core.drift import CATEGORICAL, drift_columns
+
+    kinds = drift_columns(frame)
+    candidates = sorted(kinds) if fault == "null" else sorted(c for c, kind in kinds.items() if kind == CATEGORICAL)
+    column = str(rng.choice(candidates))
+    share = float(rng.uniform(*BROKEN_SHARE_RANGE))
+    rows = rng.choice(len(frame), size=int(round(share * len(frame))), replace=False)
+    broken = frame.copy()
+    series = broken[column]
+    if fault == "null":
+        if pd.api.types.is_extension_array_dtype(series.dtype):
+            series = series.copy()
+            series.iloc[rows] = pd.NA
+        elif pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+            series = series.astype(np.float64)  # an int column with NULLs comes out of DuckDB as a float/Int64
+            series.iloc[rows] = np.nan
+        else:
+            series = series.astype(object)
+            series.iloc[rows] = None
+    elif fault == "collapse":
+        counts = series.value_counts(dropna=True)
+        top = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))[0][0]
+        series = series.copy()
+        series.iloc[rows] = top
+    else:
+        raise ValueError(f"unknown fault {fault!r}")
+    broken[column] = series
+    return broken, column, share
+
+
+def _broken_check(seed: int, fault: str, reference: pd.DataFrame, current: pd.DataFrame, column: str | None,
+                  share: float, settings: StudySettings) -> BrokenColumnOutcome:
+    from refresh_assets.core.drift import NULL_SHARE, TOP_VALUE_SHARE
+
+    started = time.perf_counter()
+    result = check_drift(reference.drop(columns=["label"]), current, settings=settings.drift)
+    columns = {c.column: c for c in result.columns}
+    changes = {NULL_SHARE: [], TOP_VALUE_SHARE: []}
+    for c in result.columns:
+        for check in c.checks:
+            if check.judged:
+                changes[check.method].append(abs(check.change) if check.method == NULL_SHARE else check.change)
+    broken = columns.get(column) if column else None
+    check = None
+    if broken is not None:
+        check = broken.check(NULL_SHARE if fault == "null" else TOP_VALUE_SHARE)
+    return BrokenColumnOutcome(
+        seed=seed, fault=fault, column=column, broken_share=share,
+        detected=bool(broken is not None and result.dataset_drift and column in result.drifted_columns),
+        drifted_by=broken.drifted_by if broken is not None else (),
+        distance_alone=bool(broken is not None and broken.distance_drifted and broken.distance_judged),
+        share_reference=None if check is None else float(check.reference),
+        share_current=None if check is None else float(check.current),
+        other_drifted=tuple(c for c in result.drifted_columns if c != column),
+        dataset_drift=bool(result.dataset_drift),
+        share_flagged=tuple(c.column for c in result.columns
+                            if c.judged and set(c.drifted_by) & {NULL_SHARE, TOP_VALUE_SHARE}),
+        max_null_share_change=max(changes[NULL_SHARE], default=None),
+        max_top_value_change=max(changes[TOP_VALUE_SHARE], default=None),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def run_broken_columns_seed(seed: int, settings: StudySettings, log=print) -> list[BrokenColumnOutcome]:
+    """The no-change game of ``seed`` (the same frames as its no_change drift check), its scoring population
+    checked clean and once per fault in ``settings.broken_column_faults``."""
+    tables = simulate(_simulation(settings.players, seed))
+    reference = _dataset(tables, CHAMPION_DATE).train
+    scoring = _dataset(tables, REFRESH_DATE).scoring
+    rng = np.random.default_rng([seed, 2])  # [seed, 1] flips the label-noise scenario's labels
+    outcomes = [_broken_check(seed, "clean", reference, scoring, None, 0.0, settings)]
+    for fault in settings.broken_column_faults:
+        broken, column, share = break_column(scoring, fault, rng)
+        outcomes.append(_broken_check(seed, fault, reference, broken, column, share, settings))
+    for o in outcomes:
+        what = "clean" if o.column is None else f"{o.fault} {o.column} {o.broken_share:.0%} of rows"
+        figures = ("" if o.share_reference is None else
+                   f" share {o.share_reference:.3f} -> {o.share_current:.3f}")
+        natural = ("" if o.column is not None else f"largest change: NULL share {_figure(o.max_null_share_change)}, "
+                   f"top-value share {_figure(o.max_top_value_change)}; ")
+        verdict = ("alarm" if o.dataset_drift else "no alarm") if o.column is None else (
+            "DETECTED" if o.detected else "missed")
+        log(f"seed {seed:3d} broken column {what:40s} {verdict:8s} by {','.join(o.drifted_by) or '-'}{figures} "
+            f"others {','.join(o.other_drifted) or '-'} ({natural}{o.seconds:.1f}s)")
+    return outcomes
+
+
+def summarise_broken_columns(outcomes: list[BrokenColumnOutcome]) -> tuple[dict[str, Any], list[dict]]:
+    """Detection of each fault (and by the distance alone), and the largest natural share changes of the clean
+    checks, which the checks' minimum change must clear."""
+    detail: dict[str, Any] = {}
+    rows = []
+    for fault, name in (("null", "broken_column_detection_rate"), ("collapse", "collapse_detection_rate")):
+        runs = [o for o in outcomes if o.fault == fault]
+        if not runs:
+            continue
+        changes = [abs(o.share_current - o.share_reference) for o in runs if o.share_reference is not None]
+        detail[fault] = {
+            "runs": len(runs),
+            "detection_rate": _rate([o.detected for o in runs]),
+            "distance_alone_rate": _rate([o.distance_alone for o in runs]),
+            "caught_by": {method: sum(method in o.drifted_by for o in runs)
+                          for method in sorted({m for o in runs for m in o.drifted_by})},
+            "min_share_change": _min(changes), "max_share_change": _max(changes),
+            "with_other_columns_flagged": sum(bool(o.other_drifted) for o in runs),
+            "missed": [f"seed {o.seed}: {o.column} {o.broken_share:.2f}" for o in runs if not o.detected],
+        }
+        rows.append(_row(name, runs, detail[fault]["detection_rate"]))
+        rows.append(_row(f"{name}_distance_only", runs, detail[fault]["distance_alone_rate"]))
+    clean = [o for o in outcomes if o.fault == "clean"]
+    if clean:
+        detail["clean"] = {
+            "runs": len(clean),
+            "alarm_rate": _rate([o.dataset_drift for o in clean]),
+            "share_check_alarm_rate": _rate([bool(o.share_flagged) for o in clean]),
+            "max_null_share_change": _max([o.max_null_share_change for o in clean]),
+            "max_top_value_change": _max([o.max_top_value_change for o in clean]),
+        }
+    return detail, rows
+
+
+def broken_columns_markdown(document: dict) -> list[str]:
+    """The broken-column section of the Markdown report (empty when the study did not run it)."""
+    detail = document.get("broken_columns") or {}
+    if not detail:
+        return []
+    drift = document["settings"]["drift"]
+    low, high = BROKEN_SHARE_RANGE
+    lines = ["", f"Broken columns (no-change scoring population of each seed; one seeded-random feature NULL, or one "
+             f"categorical feature collapsed onto its most common value, for a random {low:.0%}-{high:.0%} of the "
+             f"rows; share checks: NULL share moved by >= {drift['null_share_delta']}, top-value share up by >= "
+             f"{drift['top_value_delta']}, z-test p < {drift['share_alpha']}). Detected = dataset drift naming the "
+             "broken column; *distance alone* = Evidently's distance flagged it (and had enough values to count):",
+             "",
+             "| fault | runs | detected | distance alone | caught by | share change (min / max) "
+             "| other columns flagged | missed |",
+             "| --- | ---: | ---: | ---: | --- | --- | ---: | --- |"]
+    for fault in BROKEN_FAULTS:
+        d = detail.get(fault)
+        if not d:
+            continue
+        caught = ", ".join(f"{method} {count}" for method, count in d["caught_by"].items())
+        lines.append(f"| {fault} | {d['runs']} | {_figure(d['detection_rate'])} | {_figure(d['distance_alone_rate'])} "
+                     f"| {caught} | {_figure(d['min_share_change'])} / {_figure(d['max_share_change'])} "
+                     f"| {d['with_other_columns_flagged']} | {'; '.join(d['missed']) or '-'} |")
+    clean = detail.get("clean")
+    if clean:
+        lines += ["", f"The same {clean['runs']} scoring populations clean: alarm rate {_figure(clean['alarm_rate'])} "
+                  f"(by a share check: {_figure(clean['share_check_alarm_rate'])}); "
+                  f"largest natural change of a judged column's NULL share {_figure(clean['max_null_share_change'])}, "
+                  f"of a top-value share (up) {_figure(clean['max_top_value_change'])} -- the margin under the "
+                  "checks' minimum change."]
+    return lines
+
+
 # --------------------------------------------------------------------------------------------------- study
 
 
@@ -335,6 +562,146 @@ def run_seed(seed: int, settings: StudySettings, truths: dict[str, pd.DataFrame]
     return outcomes
 
 
+# ------------------------------------------------------------------------------- all candidates (the real rule)
+
+ALL_CANDIDATES = ("logreg", "random_forest", "hist_gb", "ensemble")
+
+
+def _train_candidates(frames: DatasetFrames, settings: StudySettings, seed: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """Every default candidate as the refresh trains it (tune, then tune_ensemble over the three others): the
+    pipelines and their out-of-time CV ROC AUC (what the comparison step selects by)."""
+    from refresh_assets.core.models import feature_columns, tune, tune_ensemble
+
+    selection = settings.selection
+    train = frames.train
+    numeric, categorical = feature_columns(train)
+    X, y, dates = train[numeric + categorical], train["label"].to_numpy(), train["as_of_date"].to_numpy()
+    tuned = {algorithm: tune(algorithm, X, y, dates, n_iter=selection.tuning_budget, n_splits=settings.cv_splits,
+                             seed=seed, max_rows=selection.max_training_rows, importance_rows=0)
+             for algorithm in ALL_CANDIDATES if algorithm != "ensemble"}
+    tuned["ensemble"] = tune_ensemble({name: t.pipeline for name, t in tuned.items()}, X, y, dates,
+                                      n_iter=selection.tuning_budget, n_splits=settings.cv_splits, seed=seed,
+                                      max_rows=selection.max_training_rows, importance_rows=0)
+    return ({name: t.pipeline for name, t in tuned.items()}, {name: float(t.cv_score) for name, t in tuned.items()})
+
+
+@dataclass
+class SelectionOutcome:
+    """One refresh decision over four candidates, made by both rules on the same models, judged by the truth."""
+
+    scenario: str
+    seed: int
+    cv_scores: dict[str, float]
+    holdout_aucs: dict[str, float]
+    true_aucs: dict[str, float]  # every candidate's and the champion's ("champion")
+    # by CV score (the refresh's rule) / by the holdout (the rule before)
+    challenger: str
+    promoted: bool
+    false_promotion: bool
+    regret: float
+    challenger_holdout_pick: str
+    promoted_holdout_pick: bool
+    false_promotion_holdout_pick: bool
+    regret_holdout_pick: float
+    seconds: float = 0.0
+
+    def optimism(self, holdout_pick: bool) -> float:
+        """Holdout gain over the champion minus true gain, of the picked challenger (the winner's curse)."""
+        name = self.challenger_holdout_pick if holdout_pick else self.challenger
+        return ((self.holdout_aucs[name] - self.holdout_aucs["champion"])
+                - (self.true_aucs[name] - self.true_aucs["champion"]))
+
+
+def _both_rules(scenario: str, seed: int, champion: Any, challengers: dict[str, Any], cv: dict[str, float],
+                frames: DatasetFrames, truth: pd.DataFrame, settings: StudySettings) -> SelectionOutcome:
+    from sklearn.metrics import roc_auc_score
+
+    holdout = frames.holdout
+    y = holdout["label"].to_numpy()
+    predictions = {**_scores(challengers, holdout), "champion": _scores({"c": champion}, holdout)["c"]}
+    common = dict(min_improvement=settings.min_improvement, n_boot=settings.n_boot, alpha=settings.alpha, seed=seed,
+                  extra_gates=evaluate.guardrail_gates(settings.guardrails, holdout))
+    by_cv = evaluate.decide(y, predictions, "champion", selection_scores=cv, **common)
+    by_holdout = evaluate.decide(y, predictions, "champion", **common)
+    true_auc = _true_aucs({**challengers, "champion": champion}, truth)
+    best = max(true_auc.values())
+
+    def judged(decision):
+        in_force = decision.challenger if decision.promote else "champion"
+        false = bool(decision.promote and true_auc[decision.challenger] <= true_auc["champion"])
+        return decision.challenger, bool(decision.promote), false, best - true_auc[in_force]
+
+    picked, promoted, false, regret = judged(by_cv)
+    picked_h, promoted_h, false_h, regret_h = judged(by_holdout)
+    return SelectionOutcome(
+        scenario=scenario, seed=seed, cv_scores=cv,
+        holdout_aucs={name: float(roc_auc_score(y, p)) for name, p in predictions.items()}, true_aucs=true_auc,
+        challenger=picked, promoted=promoted, false_promotion=false, regret=regret,
+        challenger_holdout_pick=picked_h, promoted_holdout_pick=promoted_h, false_promotion_holdout_pick=false_h,
+        regret_holdout_pick=regret_h)
+
+
+def run_selection_seed(seed: int, settings: StudySettings, truths: dict[str, pd.DataFrame],
+                       log=print) -> list[SelectionOutcome]:
+    """No change (and, on the first concept_seeds seeds, concept drift) with all four candidates; the champion
+    is the CV-best of the four trained before the change, shared by both games of the seed."""
+    selection = settings.selection
+    games = [("no_change", 0.0)] + ([("concept_drift", CONCEPT_DRIFT)] if seed <= selection.concept_seeds else [])
+    champion = None
+    outcomes = []
+    for scenario, concept in games:
+        started = time.perf_counter()
+        tables = simulate(_simulation(selection.players, seed, 0.0, concept))
+        if champion is None:
+            first, first_cv = _train_candidates(_dataset(tables, CHAMPION_DATE), settings, seed)
+            champion = first[max(sorted(first_cv), key=lambda name: first_cv[name])]
+        frames = _dataset(tables, REFRESH_DATE)
+        challengers, cv = _train_candidates(frames, settings, seed)
+        outcome = _both_rules(scenario, seed, champion, challengers, cv, frames, truths[scenario], settings)
+        outcome.seconds = time.perf_counter() - started
+        outcomes.append(outcome)
+        log(f"seed {seed:3d} {scenario:13s} 4 candidates: by CV {outcome.challenger:13s} "
+            f"{'PROMOTE' if outcome.promoted else 'keep   '} | by holdout {outcome.challenger_holdout_pick:13s} "
+            f"{'PROMOTE' if outcome.promoted_holdout_pick else 'keep   '} | true AUC champion "
+            f"{outcome.true_aucs['champion']:.4f} best challenger "
+            f"{max(v for k, v in outcome.true_aucs.items() if k != 'champion'):.4f} ({outcome.seconds:.1f}s)")
+    return outcomes
+
+
+def summarise_selection(outcomes: list[SelectionOutcome]) -> tuple[dict[str, Any], list[dict]]:
+    """The all-candidates rows (both rules) and, per rule, how optimistic the picked challenger's holdout gain was."""
+    no_change = [o for o in outcomes if o.scenario == "no_change"]
+    concept = [o for o in outcomes if o.scenario == "concept_drift"]
+    values = {
+        "false_promotion_rate_all_candidates": (no_change, _rate([o.false_promotion for o in no_change])),
+        "promotion_within_one_refresh_all_candidates": (concept, _rate([o.promoted for o in concept])),
+        "false_promotion_rate_all_candidates_holdout_pick":
+            (no_change, _rate([o.false_promotion_holdout_pick for o in no_change])),
+        "promotion_within_one_refresh_all_candidates_holdout_pick":
+            (concept, _rate([o.promoted_holdout_pick for o in concept])),
+    }
+    rows = [_row(name, runs, value) for name, (runs, value) in values.items()]
+    detail = {}
+    for scenario, runs in (("no_change", no_change), ("concept_drift", concept)):
+        if not runs:
+            continue
+        detail[scenario] = {
+            "runs": len(runs),
+            **{f"{rule}_{what}": value for rule, holdout_pick in (("by_cv", False), ("by_holdout", True))
+               for what, value in (
+                   ("promotion_rate", _rate([o.promoted_holdout_pick if holdout_pick else o.promoted for o in runs])),
+                   ("false_promotion_rate", _rate([o.false_promotion_holdout_pick if holdout_pick else o.false_promotion
+                                                   for o in runs])),
+                   ("mean_regret_auc", float(np.mean([o.regret_holdout_pick if holdout_pick else o.regret
+                                                      for o in runs]))),
+                   ("mean_optimism_auc", float(np.mean([o.optimism(holdout_pick) for o in runs]))))},
+            "same_challenger": _rate([o.challenger == o.challenger_holdout_pick for o in runs]),
+            "picked": {name: sum(o.challenger == name for o in runs) for name in ALL_CANDIDATES},
+            "picked_holdout": {name: sum(o.challenger_holdout_pick == name for o in runs) for name in ALL_CANDIDATES},
+        }
+    return detail, rows
+
+
 def build_truths(settings: StudySettings, log=print) -> dict[str, pd.DataFrame]:
     """One large fresh sample per game (seed 10_000+, never a study seed), shared by all seeds."""
     truths = {}
@@ -362,6 +729,15 @@ def _min(values: list[float | None]) -> float | None:
 
 def _rate(values: list[bool]) -> float | None:
     return float(np.mean(values)) if values else None
+
+
+def _row(name: str, runs: list, value: float | None) -> dict:
+    """A headline row; a "report" row stands beside a target row (the rule before) and has no target."""
+    op, target = TARGETS[name]
+    if op == "report":
+        return {"name": name, "value": value, "target": "reported", "met": None, "runs": len(runs)}
+    met = value is not None and (value <= target if op == "<=" else value >= target)
+    return {"name": name, "value": value, "target": f"{op} {target}", "met": bool(met), "runs": len(runs)}
 
 
 def summarise(outcomes: list[Outcome]) -> tuple[dict[str, dict], list[dict]]:
@@ -403,10 +779,7 @@ def summarise(outcomes: list[Outcome]) -> tuple[dict[str, dict], list[dict]]:
             "deciding_gates": gates,
         }
 
-    def row(name: str, runs: list[Outcome], value: float | None) -> dict:
-        op, target = TARGETS[name]
-        met = value is not None and (value <= target if op == "<=" else value >= target)
-        return {"name": name, "value": value, "target": f"{op} {target}", "met": bool(met), "runs": len(runs)}
+    row = _row
 
     no_change = [o for o in outcomes if o.scenario == "no_change"]
     concept = [o for o in outcomes if o.scenario == "concept_drift"]
@@ -453,6 +826,21 @@ def run_study(settings: StudySettings, out_dir: Path, docs_path: Path | None = N
     for seed in range(1, settings.seeds + 1):
         outcomes.extend(run_seed(seed, settings, truths, log))
     scenarios, rows = summarise(outcomes)
+    selection_detail, selection_outcomes = {}, []
+    if settings.selection is not None:
+        if settings.selection.concept_seeds and "concept_drift" not in truths:
+            truths.update({k: v for k, v in build_truths(replace(settings, scenarios=("concept_drift",)), log).items()
+                           if k == "concept_drift"})
+        for seed in range(1, settings.selection.seeds + 1):
+            selection_outcomes.extend(run_selection_seed(seed, settings, truths, log))
+        selection_detail, selection_rows = summarise_selection(selection_outcomes)
+        rows = rows[:2] + selection_rows + rows[2:]
+    broken_detail, broken_outcomes = {}, []
+    if settings.broken_column_faults:
+        for seed in range(1, min(settings.seeds, settings.drift_seeds or settings.seeds) + 1):
+            broken_outcomes.extend(run_broken_columns_seed(seed, settings, log))
+        broken_detail, broken_rows = summarise_broken_columns(broken_outcomes)
+        rows = rows + broken_rows
     document = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "seconds": round(time.perf_counter() - started, 1)},
@@ -467,7 +855,11 @@ def run_study(settings: StudySettings, out_dir: Path, docs_path: Path | None = N
         "scenarios": scenarios,
         "rows": rows,
         "drift_share_sweep": drift_share_sweep(outcomes),
+        "selection": selection_detail,
         "outcomes": [_json(asdict(o)) for o in outcomes],
+        "selection_outcomes": [_json(asdict(o)) for o in selection_outcomes],
+        "broken_columns": broken_detail,
+        "broken_column_outcomes": [_json(asdict(o)) for o in broken_outcomes],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "decisions.json").write_text(json.dumps(document, indent=2) + "\n")
@@ -519,8 +911,24 @@ def markdown_report(document: dict) -> str:
         "| --- | ---: | --- | --- | ---: |",
     ]
     for r in document["rows"]:
-        lines.append(f"| `{r['name']}` | {_figure(r['value'], 4)} | {r['target']} | {'yes' if r['met'] else 'NO'} "
-                     f"| {r['runs']} |")
+        met = "-" if r["met"] is None else "yes" if r["met"] else "NO"
+        lines.append(f"| `{r['name']}` | {_figure(r['value'], 4)} | {r['target']} | {met} | {r['runs']} |")
+    selection = document.get("selection") or {}
+    if selection:
+        chosen = settings.get("selection") or {}
+        lines += ["", f"All four candidates ({', '.join(ALL_CANDIDATES)}; budget {chosen.get('tuning_budget')}, "
+                  f"{chosen.get('players')} players) decided by both rules on the same models: *by CV* (the refresh's "
+                  "rule: the challenger with the best out-of-time CV ROC AUC, gated on the holdout) and *by holdout* "
+                  "(the best on the holdout that then gates it). Optimism: the picked challenger's holdout gain over "
+                  "the champion minus its true gain (mean; > 0 is the winner's curse).", "",
+                  "| scenario | runs | rule | promoted | false promotions | mean regret | mean optimism | picked |",
+                  "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
+        for scenario, d in selection.items():
+            for rule, key, picked in (("by CV", "by_cv", d["picked"]), ("by holdout", "by_holdout", d["picked_holdout"])):
+                names = ", ".join(f"{name} {count}" for name, count in picked.items() if count)
+                lines.append(f"| {scenario} | {d['runs']} | {rule} | {_figure(d[f'{key}_promotion_rate'])} | "
+                             f"{_figure(d[f'{key}_false_promotion_rate'])} | {_figure(d[f'{key}_mean_regret_auc'], 4)} | "
+                             f"{_figure(d[f'{key}_mean_optimism_auc'], 4)} | {names} |")
     lines += ["", "| scenario | runs | promoted | false promotions | truly better | mean regret | max regret "
               "| drift alarms | mean drift share | holdout rows | max Brier upper | min slice lower | slices gated / reported "
               "| DeLong agrees | deciding gates |",
@@ -545,6 +953,7 @@ def markdown_report(document: dict) -> str:
         lines.append(f"| {r['drift_share']} | {_figure(r['false_alarm_rate'])} | "
                      f"{_figure(r['false_alarm_rate_no_change'])} | {_figure(r['detection_rate'])} | "
                      f"{_figure(r['detection_rate_covariate'])} | {_figure(r['detection_rate_concept'])} |")
+    lines += broken_columns_markdown(document)
     return "\n".join(lines) + "\n"
 
 
@@ -557,14 +966,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--players", type=int, help="override the players per game")
     parser.add_argument("--out", default="data/bench", help="folder for decisions.json")
     parser.add_argument("--docs", default=None, help="also write the Markdown tables to this file")
+    parser.add_argument("--selection-seeds", type=int,
+                        help="no-change seeds of the all-candidates part (0: skip it; concept seeds: at most half)")
     args = parser.parse_args(argv)
     settings = TINY if args.tiny else QUICK if args.quick else FULL
     if args.seeds:
         settings = replace(settings, seeds=args.seeds)
     if args.players:
         settings = replace(settings, players=args.players)
+    if args.selection_seeds is not None:
+        chosen = settings.selection or SelectionSettings()
+        settings = replace(settings, selection=None if args.selection_seeds == 0 else replace(
+            chosen, seeds=args.selection_seeds, concept_seeds=min(chosen.concept_seeds, max(1, args.selection_seeds // 2))))
     document = run_study(settings, Path(args.out), Path(args.docs) if args.docs else None)
-    return 0 if args.tiny or all(r["met"] for r in document["rows"]) else 1
+    return 0 if args.tiny or all(r["met"] is not False for r in document["rows"]) else 1
 
 
 if __name__ == "__main__":

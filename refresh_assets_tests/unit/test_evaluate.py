@@ -409,3 +409,29 @@ def test_comparison_markdown_without_champion_says_bootstrap_not_run():
     decision = decide(y, predictions, None)
     markdown = comparison_markdown(comparison_table(metrics, None), decision)
     assert "not run" in markdown and "no_champion" in markdown
+
+
+def test_decide_chooses_the_challenger_by_selection_scores_and_gates_it_on_the_holdout():
+    y, predictions = _synthetic_holdout(3_000, seed=12, strengths={"champ": 0.5, "gbm": 2.0, "lr": 1.0})
+    holdout_pick = decide(y, predictions, "champ", n_boot=200)
+    assert holdout_pick.challenger == "gbm" and holdout_pick.selected_by == "holdout"
+    # the CV scores prefer lr: lr is the one the gates judge, although gbm is better on this holdout
+    chosen = decide(y, predictions, "champ", n_boot=200, selection_scores={"gbm": 0.61, "lr": 0.64})
+    assert chosen.challenger == "lr" and chosen.selected_by == "selection"
+    assert chosen.bootstrap.observed_diff == pytest.approx(
+        roc_auc_score(y, predictions["lr"]) - roc_auc_score(y, predictions["champ"]))
+    assert "'lr' was chosen by its CV score 0.6400" in chosen.reason
+    assert json.loads(json.dumps(chosen.to_dict()))["selected_by"] == "selection"
+    # ties go to the first name, so a rerun picks the same challenger
+    assert decide(y, predictions, "champ", n_boot=50, selection_scores={"gbm": 0.6, "lr": 0.6}).challenger == "gbm"
+
+
+def test_decide_falls_back_to_the_holdout_when_a_challenger_has_no_selection_score():
+    y, predictions = _synthetic_holdout(2_000, seed=13, strengths={"champ": 0.5, "gbm": 2.0, "lr": 1.0})
+    for scores in ({"lr": 0.9}, {"lr": 0.9, "gbm": float("nan")}, {"lr": 0.9, "gbm": None}):
+        decision = decide(y, predictions, "champ", n_boot=100, selection_scores=scores)
+        assert decision.challenger == "gbm" and decision.selected_by == "holdout"
+        assert decision.selection_note == "chosen on the holdout: no selection score for gbm"
+    no_champion = {name: p for name, p in predictions.items() if name != "champ"}
+    first = decide(y, no_champion, None, selection_scores={"gbm": 0.6, "lr": 0.7})
+    assert first.promote and first.challenger == "lr" and "chosen by its CV score 0.7000" in first.gates[0].detail
