@@ -310,6 +310,25 @@ def cmd_rollback(args) -> int:
     return 0 if all(ok for *_, ok in outcome.propagation_runs) else 1
 
 
+def cmd_registry(args) -> int:
+    """`registry verify` (exit 0 consistent, 1 not), `registry rebuild` / `registry journal` (exit 0 done, 1
+    refused: the message says what --force would drop)."""
+    from refresh_assets.core.registry import RegistryRebuildRefused, rebuild_registry, verify_registry, write_journal
+
+    root = Path(args.registry).resolve() if args.registry else settings.data_dir() / "registry"
+    if args.action == "verify":
+        check = verify_registry(root)
+        print("\n".join(check.lines()))
+        return 0 if check.ok else 1
+    try:
+        lines = (rebuild_registry if args.action == "rebuild" else write_journal)(root, force=args.force)
+    except RegistryRebuildRefused as refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
 def cmd_score(args) -> int:
     from refresh_assets.config import preflight
     from refresh_assets.definitions import defs
@@ -806,6 +825,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: the server has no login)")
     p.add_argument("--port", type=int, default=8020)
     p.set_defaults(func=cmd_reports)
+
+    p = sub.add_parser("registry", help="the champion history: verify registry.duckdb against its journal, or "
+                                        "rebuild it from the journal")
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, text in (("verify", "check registry.duckdb, the journal and the model files against each other "
+                                    "(exit 0 consistent, 1 not)"),
+                         ("rebuild", "restore a damaged or missing registry.duckdb from the journal, exactly (the "
+                                     "old file is kept as registry.duckdb.damaged-<time>)"),
+                         ("journal", "write the journal from a readable registry.duckdb (a registry made before the "
+                                     "journal, or damaged journal records)")):
+        q = actions.add_parser(action, help=text, description=text)
+        q.add_argument("--registry", help="registry root (default <data-dir>/registry)")
+        if action != "verify":
+            q.add_argument("--force", action="store_true",
+                           help="rebuild: drop the journal records after its first problem; journal: replace "
+                                "records that disagree with registry.duckdb")
+    p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser("demo", help="what `make run` does: simulate, refresh two dates, print the summary")
     p.add_argument("--no-reset", dest="reset", action="store_false",

@@ -5,7 +5,7 @@ REFRESH_ASSETS_FAULT_POINT names that point: the harshest crash (no ``finally``,
 repeatable place, so a test can prove what a crash there leaves behind without racing a timer. Unset (as in
 production) it is one dictionary lookup. Points: ``<asset>:staged`` (files written, no manifest yet),
 ``<asset>:renamed`` (output folder in place, ``current.json`` not yet moved), ``registry:before_commit``
-(model file copied, the promotion's transaction not committed).
+(model file copied, its journal record ``.pending``, the promotion's transaction not committed).
 """
 
 import os

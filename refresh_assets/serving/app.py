@@ -298,8 +298,9 @@ class ScorerService:
     def _champion(self):
         assert self.root is not None
         if self._registry is None:
-            if not (self.root / "registry.duckdb").exists():
+            if not (self.root / "registry.duckdb").exists() and not any((self.root / "journal").glob("*.json")):
                 return None  # never create a registry from the service: nothing promoted yet
+            # (a missing file with a journal is a lost history: ModelRegistry says so, and we keep serving)
             from refresh_assets.core.registry import ModelRegistry
 
             self._registry = ModelRegistry(self.root, lock_timeout_seconds=REGISTRY_LOCK_TIMEOUT_SECONDS)
