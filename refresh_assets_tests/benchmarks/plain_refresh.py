@@ -57,7 +57,11 @@ def plain_refresh(warehouse: str | Path, workdir: str | Path, partition: str, se
                for name, p in predictions.items()}
     decision = evaluate.decide(y_holdout, predictions, None, min_improvement=comparison["min_improvement"],
                                n_boot=comparison["bootstrap_samples"], alpha=1 - comparison["confidence"],
-                               seed=comparison["random_seed"])
+                               seed=comparison["random_seed"],
+                               # as model_comparison chooses: by CV score unless the run config says holdout
+                               selection_scores=({a: r.cv_score for a, r in tuned.items()}
+                                                 if comparison.get("select_challenger_by", "cv_score") == "cv_score"
+                                                 else None))
     table = evaluate.comparison_table(metrics, None)
     markdown = evaluate.comparison_markdown(table, decision)
     out = work / "comparison"

@@ -59,9 +59,20 @@ def _free_port() -> int:
 
 
 def _start(data_dir: Path, registry: Path, port: int) -> subprocess.Popen:
-    return subprocess.Popen([str(CLI), "--data-dir", str(data_dir), "scorer", "--port", str(port),
-                             "--registry", str(registry), "--poll-seconds", str(POLL_SECONDS)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    """The scorer as `refresh-assets scorer`, its output appended to <data_dir>/scorer.log: a pipe nobody reads
+    would fill (64 KiB) and freeze the server on its next log line."""
+    log = open(data_dir / "scorer.log", "ab")
+    try:
+        return subprocess.Popen([str(CLI), "--data-dir", str(data_dir), "scorer", "--port", str(port),
+                                 "--registry", str(registry), "--poll-seconds", str(POLL_SECONDS)],
+                                stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()  # the child holds its own descriptor
+
+
+def _log_tail(data_dir: Path, chars: int = 3000) -> str:
+    path = data_dir / "scorer.log"
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no scorer.log)"
 
 
 def _serving_after(process: subprocess.Popen, port: int, started: float, version: int, timeout: float = 30) -> float:
@@ -77,7 +88,7 @@ def _serving_after(process: subprocess.Popen, port: int, started: float, version
             except httpx.TransportError:
                 pass
             if process.poll() is not None:
-                raise AssertionError(process.stdout.read().decode(errors="replace")[-3000:])
+                raise AssertionError(_log_tail(Path(process.args[2])))
             assert time.perf_counter() - started < timeout, "the scorer did not serve in time"
             time.sleep(0.02)
 
@@ -267,7 +278,7 @@ def test_hot_swaps_under_load_fail_no_request_and_serve_the_champion(tmp_path, m
           f"{len(failed) + len(errors)} failed; versions {dict(Counter(r[2] for r in results))}; "
           f"swap lag after each change {lags} s; {len(strict_stale)} answers by the previous champion within the "
           f"{STALENESS_SECONDS:.1f}s poll bound, {len(beyond_bound)} beyond it")
-    assert not errors and not failed, (errors[:5], failed[:5])
+    assert not errors and not failed, (errors[:5], failed[:5], _log_tail(tmp_path))
     assert duration >= 60 and rate >= 100, (duration, rate)
     assert not beyond_bound, beyond_bound[:5]
     assert all(lag is not None and lag <= STALENESS_SECONDS for lag in lags), lags
