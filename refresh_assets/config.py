@@ -53,6 +53,11 @@ class DatasetConfig(dg.Config):
         default=14, ge=1, le=365, description="Span of the most recent labelled snapshots kept as out-of-time holdout."
     )
     snapshot_every_days: int = Field(default=7, ge=1, le=91, description="Days between two snapshot dates.")
+    cold_build: bool = Field(
+        default=False,
+        description="Recompute every snapshot from the raw tables instead of reusing the snapshot cache's rows "
+                    "(the cache is refreshed). The dataset is the same either way; use it if the raw data changed "
+                    "in a way the fingerprint cannot see (a query reading files outside the warehouse's tables).")
 
     @field_validator("data_start_date")
     @classmethod

@@ -23,6 +23,13 @@ class Warehouse(dg.ConfigurableResource):
                                                "runs the steps (REFRESH_ASSETS_QUERY, --query); empty: the packaged "
                                                "churn_features.sql.")
 
+    date_columns: str = Field(
+        default_factory=lambda: os.environ.get("REFRESH_ASSETS_DATE_COLUMNS", ""),
+        description="Snapshot cache: the column that dates each table's rows, for tables without exactly one DATE "
+                    "or TIMESTAMP column, as 'orders=order_date,customers=signup_date' (REFRESH_ASSETS_DATE_COLUMNS). "
+                    "An undated table is part of every snapshot's fingerprint: any change in it recomputes every "
+                    "snapshot.")
+
     @contextmanager
     def connect(self) -> Iterator:
         with features.open_source(self.location) as con:

@@ -44,9 +44,16 @@ def training_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, w
 
     audit = StepAudit(context, DATASET, config)
     spec = config.spec(dt.date.fromisoformat(context.partition_key))
+    from refresh_assets.core import snapshot_cache
+
     try:
         with audit.timed("query"), warehouse.connect() as con:
-            frames = features.build_dataset(con, spec, warehouse.query_path, log=audit.log)
+            # only the snapshots the cache does not hold for today's raw data are computed (core/snapshot_cache.py)
+            frames, cache_report = snapshot_cache.build_dataset(
+                con, spec, snapshot_cache.SnapshotCache(artifacts.store(), audit.run_id, {
+                    "job": context.run.job_name, "source": warehouse.location,
+                    "query_path": warehouse.query_path or "packaged:churn_features.sql"}), warehouse.query_path,
+                date_columns=warehouse.date_columns, cold=config.cold_build, log=audit.log)
     except Exception as exc:
         if not features.is_transient(exc):
             raise
@@ -71,6 +78,7 @@ def training_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, w
                 "scoring": str(frames.plan.scoring_date),
             },
             "stats": frames.stats,
+            "snapshot_cache": cache_report.to_dict(),
             # what a model trained on this dataset expects: the daily scoring population is checked against it
             "schema": feature_schema(frames.train),
         }, publish=False)
@@ -99,6 +107,9 @@ def training_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, w
             "query_sha256": frames.query_sha256,
             "source": dg.MetadataValue.path(warehouse.location),
             "current": "after training_dataset_checks pass" if checked_later else "yes (rules passed)",
+            "snapshots_reused": len(cache_report.reused),
+            "snapshots_computed": len(cache_report.computed),
+            "snapshot_cache": cache_report.summary(),
         },
         data_version=dg.DataVersion(dataset_hash[:16]),
     )

@@ -251,34 +251,60 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict,
     column instead of a sort inside the query, which would move every column once more. Results with any other type
     (or duplicate column names) take ``.df()`` and pandas' sort.
     """
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    import pandas as pd
-
-    import duckdb
-
-    try:
-        relation = con.sql(sql, params=params) if params else con.sql(sql)
-        if relation is None:  # a statement that returns no rows
-            raise DatasetContractError("the query script returned no result set; it must end with a SELECT")
-        names, types = list(relation.columns), [str(t) for t in relation.types]
-    except duckdb.Error:
-        # A relation that cannot bind names the parameter count ("expected 0, got 3") before the query's own
-        # error; the DB-API call reports that one (an unknown table, say), so the message points at the cause.
-        con.execute(sql, params)
-        raise
-    table = None
-    if len(set(names)) == len(names) and all(t in _ARROW_TYPES for t in types):
-        table = _execute(relation.to_arrow_table)
-        if [str(f.type) for f in table.schema] != [_ARROW_TYPES[t] for t in types]:  # other Arrow export settings
-            table = None
+    relation, names, types = open_relation(con, sql, params)
+    table = fetch_arrow(relation, names, types)
     if table is None:
         frame = _execute(relation.df)
         keys = [k for k in sort_by if k in frame.columns]
         if keys and len(keys) == len(sort_by) and len(set(frame.columns)) == len(frame.columns):
             frame = frame.sort_values(keys, kind="stable", na_position="last", ignore_index=True)
         return frame
+    return frame_from_arrow(table, types, sort_by)
+
+
+def open_relation(con: duckdb.DuckDBPyConnection, sql: str, params: dict):
+    """The bound query as a DuckDB relation, with its column names and DuckDB type names (nothing run yet)."""
+    import duckdb
+
+    try:
+        relation = con.sql(sql, params=params) if params else con.sql(sql)
+        if relation is None:  # a statement that returns no rows
+            raise DatasetContractError("the query script returned no result set; it must end with a SELECT")
+        return relation, list(relation.columns), [str(t) for t in relation.types]
+    except duckdb.Error:
+        # A relation that cannot bind names the parameter count ("expected 0, got 3") before the query's own
+        # error; the DB-API call reports that one (an unknown table, say), so the message points at the cause.
+        con.execute(sql, params)
+        raise
+
+
+def arrow_types_ok(names: list[str], types: list[str]) -> bool:
+    """True when every column has a type ``frame_from_arrow`` converts exactly as ``.df()`` would."""
+    return len(set(names)) == len(names) and all(t in _ARROW_TYPES for t in types)
+
+
+def fetch_arrow(relation, names: list[str], types: list[str]):
+    """Run the relation into an Arrow table, or None when some column's type needs ``.df()`` instead."""
+    if not arrow_types_ok(names, types):
+        return None
+    table = _execute(relation.to_arrow_table)
+    if [str(f.type) for f in table.schema] != [_ARROW_TYPES[t] for t in types]:  # other Arrow export settings
+        return None
+    return table
+
+
+def frame_from_arrow(table, types: list[str], sort_by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """An Arrow query result (``fetch_arrow``) as the frame ``.df()`` would give, rows sorted by ``sort_by``.
+
+    The conversion of a column depends on that column alone (its values and NULL count), so the same rows give
+    the same frame whether they came from one query or were put together from several (the snapshot cache).
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    names = list(table.column_names)
     order = _sort_order(table, sort_by) if sort_by and all(k in names for k in sort_by) else None
     # Arrow kernels and numpy's gathers release the GIL: columns convert on two threads at once
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:

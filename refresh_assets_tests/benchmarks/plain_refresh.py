@@ -28,8 +28,12 @@ def plain_refresh(warehouse: str | Path, workdir: str | Path, partition: str, se
     work = Path(workdir)
     training, comparison, scoring = settings["training"], settings["comparison"], settings["scoring"]
     spec = features.DatasetSpec(as_of_date=dt.date.fromisoformat(partition))
-    with features.open_source(warehouse) as con:
-        frames = features.build_dataset(con, spec)
+    from refresh_assets.core import snapshot_cache
+    from refresh_assets.core.artifacts import OutputStore
+
+    with features.open_source(warehouse) as con:  # the same snapshot cache as the dataset step (cold here)
+        cache = snapshot_cache.SnapshotCache(OutputStore(work / "outputs"), "plain")
+        frames, _ = snapshot_cache.build_dataset(con, spec, cache)
     data = work / "dataset"
     for name in ("train", "holdout", "scoring"):
         atomic_write_parquet(data / f"{name}.parquet", getattr(frames, name))
