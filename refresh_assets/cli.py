@@ -329,6 +329,18 @@ def cmd_registry(args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    """`cache` (show) or `cache drop`: the dataset's snapshot cache in the output store."""
+    from refresh_assets.core import snapshot_cache
+
+    outputs = os.environ.get("REFRESH_ASSETS_OUTPUTS") or str(settings.data_dir() / "outputs")
+    if args.action == "drop":
+        print(snapshot_cache.drop(outputs))
+    else:
+        print("\n".join(snapshot_cache.describe(outputs)))
+    return 0
+
+
 def cmd_score(args) -> int:
     from refresh_assets.config import preflight
     from refresh_assets.definitions import defs
@@ -842,6 +854,11 @@ def main(argv: list[str] | None = None) -> int:
                            help="rebuild: drop the journal records after its first problem; journal: replace "
                                 "records that disagree with registry.duckdb")
     p.set_defaults(func=cmd_registry)
+
+    p = sub.add_parser("cache", help="the dataset's snapshot cache: show what it holds, or drop it (safe at any "
+                                     "time: the next refresh builds every snapshot from the raw tables)")
+    p.add_argument("action", nargs="?", choices=("show", "drop"), default="show")
+    p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("demo", help="what `make run` does: simulate, refresh two dates, print the summary")
     p.add_argument("--no-reset", dest="reset", action="store_false",

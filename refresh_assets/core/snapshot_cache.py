@@ -375,3 +375,46 @@ def _why_missing(cache: SnapshotCache, day: dt.date, space: str, complete: bool,
     if manifest.get("label_complete") != complete:
         return "label now complete"
     return "raw data changed"
+
+
+def cache_root(outputs_root: str | Path):
+    """The cache's folder under an output store root (a Path, or a UPath for an object-store URL)."""
+    from refresh_assets.core.object_store import as_upath, is_local
+
+    return (Path(outputs_root) if is_local(outputs_root) else as_upath(outputs_root)) / CACHE_ASSET
+
+
+def describe(outputs_root: str | Path) -> list[str]:
+    """One line per cached snapshot (date, namespace, rows, label, bytes) and a total: ``refresh-assets cache``."""
+    root = cache_root(outputs_root)
+    if not root.exists():
+        return [f"no snapshot cache at {root} (the next refresh builds cold and fills it)"]
+    lines, total, entries = [], 0, 0
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        runs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        size = sum(f.stat().st_size for run in runs for f in run.iterdir() if f.is_file())
+        total += size
+        pointer = folder / "current.json"
+        if not pointer.exists():
+            continue
+        run_dir = folder / json.loads(pointer.read_text())["run_dir"]
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        entries += 1
+        lines.append(f"  {manifest['snapshot_date']}  {manifest['namespace']}  {manifest['rows']:>10,} rows  "
+                     f"label {'complete' if manifest['label_complete'] else 'open    '}  from the refresh of "
+                     f"{manifest.get('refresh_date', '?')}  ({len(runs)} version(s), {size / 2**20:,.1f} MiB)")
+    return [f"snapshot cache at {root}: {entries} snapshot(s), {total / 2**20:,.1f} MiB", *lines]
+
+
+def drop(outputs_root: str | Path) -> str:
+    """Delete the whole cache (safe at any time: the next refresh builds cold): ``refresh-assets cache drop``."""
+    import shutil
+
+    root = cache_root(outputs_root)
+    if not root.exists():
+        return f"no snapshot cache at {root}: nothing to drop"
+    if isinstance(root, Path):
+        shutil.rmtree(root)
+    else:
+        root.fs.rm(root.path, recursive=True)
+    return f"dropped the snapshot cache at {root}; the next refresh builds every snapshot from the raw tables"
