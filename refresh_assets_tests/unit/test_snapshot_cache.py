@@ -200,3 +200,23 @@ def test_the_fingerprint_of_a_day_moves_only_with_rows_dated_up_to_it(warehouse)
         assert after.through(day) == before.through(day)
     for day in (late, late + WEEK, D):
         assert after.through(day) != before.through(day)
+
+
+def test_refresh_assets_cache_lists_and_drops_the_cache(warehouse, tmp_path, monkeypatch, capsys):
+    from refresh_assets import cli
+
+    store = tmp_path / "outputs"
+    monkeypatch.setenv("REFRESH_ASSETS_OUTPUTS", str(store))
+    assert cli.main(["cache"]) == 0
+    assert "no snapshot cache at" in capsys.readouterr().out
+    cached_build(warehouse, store, D, "first")
+    assert cli.main(["cache"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    plan = features.snapshot_plan(features.DatasetSpec(as_of_date=D))
+    assert out[0].startswith(f"snapshot cache at {store / sc.CACHE_ASSET}: {len(plan.all_dates()) + 1} snapshot(s)")
+    assert any(line.strip().startswith(f"{D}  ") and "label open" in line for line in out), out
+    assert cli.main(["cache", "drop"]) == 0
+    assert "dropped the snapshot cache" in capsys.readouterr().out
+    assert not (store / sc.CACHE_ASSET).exists()
+    frames, report, _ = cached_build(warehouse, store, D, "second")
+    assert report.reused == [] and hashes(frames) == cold_reference(warehouse, D)
