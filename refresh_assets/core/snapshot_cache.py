@@ -247,6 +247,18 @@ class SnapshotCache:
                         "timings_seconds": {"query_share": round(query_seconds, 3),
                                             "write": round(time.perf_counter() - started, 3),
                                             "total": round(query_seconds + time.perf_counter() - started, 3)}})
+        self._prune(key, out.committed_path)
+
+    def _prune(self, key: str, keep) -> None:
+        """Delete the superseded versions of an entry (a cache holds one per snapshot; a reader that still held the
+        old one finds it gone or changed and recomputes). Local stores only; an object store keeps them."""
+        import shutil
+
+        if not isinstance(keep, Path):
+            return
+        for old in self.store.list_outputs(CACHE_ASSET, key):
+            if old != keep:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def build_dataset(con: duckdb.DuckDBPyConnection, spec: features.DatasetSpec, cache: SnapshotCache | None,

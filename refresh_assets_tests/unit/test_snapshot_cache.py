@@ -105,6 +105,13 @@ def test_a_late_row_invalidates_exactly_the_snapshots_that_read_it(warehouse, tm
     after = cold_reference(warehouse, D)
     assert after != before  # the row changed the dataset...
     assert hashes(frames) == after  # ...and the warm build has the change, bit for bit
+    # one version per snapshot is kept: the superseded ones are deleted (the gap date computed ahead for next
+    # week reads the late row too, so it was recomputed with the readers)
+    gap = [str(t) for t in sc._gap_dates(features.DatasetSpec(as_of_date=D), plan) if t + HORIZON >= late]
+    assert gap
+    for folder in (tmp_path / "outputs" / sc.CACHE_ASSET).iterdir():
+        versions = [p.name for p in folder.iterdir() if p.is_dir()]
+        assert versions == (["after-late-row"] if folder.name[:10] in readers + gap else ["first"]), (folder, versions)
 
 
 def test_a_corrected_row_invalidates_its_readers_and_nothing_else(warehouse, tmp_path):
