@@ -227,3 +227,27 @@ def test_refresh_assets_cache_lists_and_drops_the_cache(warehouse, tmp_path, mon
     assert not (store / sc.CACHE_ASSET).exists()
     frames, report, _ = cached_build(warehouse, store, D, "second")
     assert report.reused == [] and hashes(frames) == cold_reference(warehouse, D)
+
+
+def test_the_cache_works_the_same_on_an_object_store(warehouse, tmp_path):
+    """Entries on fsspec's memory:// filesystem (what s3:// or gs:// outputs use): reused, and equal."""
+    import uuid
+
+    from upath import UPath
+
+    from refresh_assets.core.object_store import open_output_store
+
+    root = UPath(f"memory://cache-{uuid.uuid4().hex[:8]}/outputs")
+    try:
+        store = open_output_store(str(root))
+        with features.open_source(warehouse) as con:
+            spec = features.DatasetSpec(as_of_date=D)
+            sc.build_dataset(con, spec, sc.SnapshotCache(store, "first"))
+            frames, report = sc.build_dataset(con, spec, sc.SnapshotCache(store, "second"))
+        assert report.computed == [] and len(report.reused) == 12
+        assert hashes(frames) == cold_reference(warehouse, D)
+        assert sc.describe(str(root))[0].startswith(f"snapshot cache at {root / sc.CACHE_ASSET}: 13 snapshot(s)")
+        assert "dropped" in sc.drop(str(root)) and not (root / sc.CACHE_ASSET).exists()
+    finally:
+        if root.exists():
+            root.fs.rm(root.path, recursive=True)
