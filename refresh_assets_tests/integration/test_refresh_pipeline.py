@@ -224,7 +224,7 @@ def test_every_output_has_its_manifest(scenario):
                     for upstream in manifest["inputs"].values():
                         assert sha256_file(Path(upstream["output_dir"]) / "manifest.json") == upstream["manifest_sha256"]
     assert seen == set(REFRESH_ASSETS) | {"scoring_population", "champion_shadow_test", "production_scores",
-                                          "realtime_scorer"}
+                                          "realtime_scorer", "dataset_snapshots"}
     dataset = store.read_manifest(store.current("training_dataset", PRE_DRIFT[0]))
     assert dataset["config"]["label_horizon_days"] == 14 and len(dataset["query_sha256"]) == 64
     assert dataset["stats"]["train"]["rows"] > 0 and dataset["dataset_hash"]
