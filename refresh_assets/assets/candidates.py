@@ -32,10 +32,22 @@ def candidate_asset_name(algorithm: str) -> str:
     return f"candidate_{algorithm}"
 
 
-def _training_frame(out_dir, manifest: dict):
-    from refresh_assets.core.object_store import read_output_parquet
+def _training_frame(out_dir, manifest: dict, config: TrainingConfig):
+    """(the training rows this candidate tunes and fits on, the number of training rows of the dataset).
 
-    return read_output_parquet(out_dir, "train.parquet", manifest)
+    Only the seeded subsample of at most ``max_training_rows`` is decoded (``models.training_positions``, the
+    rows ``tune`` would draw from the whole frame), so the step's memory follows the subsample, not the
+    population. A label column with a NULL is read whole instead, for ``tune`` to refuse it as before.
+    """
+    from refresh_assets.core import models
+    from refresh_assets.core.object_store import open_output_parquet, parquet_rows
+
+    parquet = open_output_parquet(out_dir, "train.parquet", manifest)
+    n_rows = parquet.metadata.num_rows
+    if parquet.read(columns=["label"]).column(0).null_count:
+        return parquet.read().to_pandas(), n_rows
+    return parquet_rows(parquet, models.training_positions(n_rows, config.max_training_rows,
+                                                            config.random_seed)), n_rows
 
 
 def _store_candidate(audit: StepAudit, artifacts: ArtifactStore, tuned, dataset_manifest: dict) -> dg.MaterializeResult:
@@ -129,9 +141,9 @@ def build_candidate_asset(algorithm: str) -> dg.AssetsDefinition:
 
         audit = StepAudit(context, candidate_asset_name(algorithm), config)
         data_dir, data_manifest = read_input(audit, artifacts.store(), DATASET)
-        train = _training_frame(data_dir, data_manifest)
+        train, n_rows = _training_frame(data_dir, data_manifest, config)
         numeric, categorical = models.feature_columns(train)
-        audit.log(f"tuning {algorithm}: {len(train)} rows, {len(numeric)} numeric + {len(categorical)} "
+        audit.log(f"tuning {algorithm}: {n_rows} rows, {len(numeric)} numeric + {len(categorical)} "
                   f"categorical features, budget {config.tuning_budget}, {config.cv_splits} time-aware folds")
         try:
             with audit.timed("tune"):
@@ -186,7 +198,7 @@ def candidate_ensemble(context: dg.AssetExecutionContext, config: TrainingConfig
             continue
         audit.record_input(candidate_asset_name(algorithm), out_dir, manifest)
         bases[algorithm] = load_model(out_dir / MODEL_FILE, manifest["model_sha256"])
-    train = _training_frame(data_dir, data_manifest)
+    train, _ = _training_frame(data_dir, data_manifest, config)
     numeric, categorical = models.feature_columns(train)
     try:
         if len(bases) < 2:

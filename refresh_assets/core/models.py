@@ -326,13 +326,24 @@ def _training_rows(
     if labels.isna().any():
         raise ValueError("y contains missing labels: drop rows whose label is not yet complete")
     labels_int = labels.astype("int64").to_numpy()
-    rows = np.arange(len(X))
+    rows = training_positions(len(X), max_rows, seed)
+    return _model_frame(X.iloc[rows]).reset_index(drop=True), labels_int[rows], dates[rows]
+
+
+def training_positions(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray:
+    """Positions of the rows tuning and fitting use out of ``n_rows`` training rows: all of them, or the seeded
+    subsample of ``max_rows`` (sorted, so time order and CV folds stay intact).
+
+    A caller holding a larger frame on disk reads only these rows (``read_output_parquet_rows``); ``tune`` then
+    keeps every row it is given, since there are at most ``max_rows``: the same rows as subsampling in memory.
+    """
+    rows = np.arange(n_rows)
     if max_rows is not None:
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
-        if len(rows) > max_rows:
-            rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=max_rows, replace=False))
-    return _model_frame(X.iloc[rows]).reset_index(drop=True), labels_int[rows], dates[rows]
+        if n_rows > max_rows:
+            rows = np.sort(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False))
+    return rows
 
 
 def _run_search(

@@ -104,6 +104,44 @@ def read_output_parquet(output_dir: Any, name: str, manifest: dict[str, Any]) ->
     return pq.read_table(pa.BufferReader(read_output_bytes(output_dir, name, manifest))).to_pandas()
 
 
+def open_output_parquet(output_dir: Any, name: str, manifest: dict[str, Any]):
+    """A committed Parquet output as a ``pyarrow.parquet.ParquetFile``, after the check of
+    ``read_output_bytes`` (one read of the file; the bytes stay in memory, a small share of the decoded frame),
+    for a reader that decodes only some of it (``parquet_rows``, a column of it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(pa.BufferReader(read_output_bytes(output_dir, name, manifest)))
+
+
+def parquet_rows(parquet, rows: Any) -> pd.DataFrame:
+    """The rows at positions ``rows`` (sorted, unique) of a ParquetFile as a frame indexed 0..len(rows)-1: the
+    same values and dtypes as ``read_output_parquet(...).iloc[rows]``.
+
+    Why: a step that uses a subsample of a large frame (a candidate's ``max_training_rows`` out of millions of
+    training rows) must not hold the whole frame as pandas objects. One row group is decoded at a time and only
+    its wanted rows are kept, so memory follows the subsample, not the file.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size and (rows[0] < 0 or (np.diff(rows) <= 0).any()):
+        raise ValueError("rows must be sorted, unique, non-negative positions")
+    total = parquet.metadata.num_rows
+    if rows.size and rows[-1] >= total:
+        raise ValueError(f"row {int(rows[-1])} is beyond the {total} rows of the file")
+    parts, start = [], 0
+    for group in range(parquet.metadata.num_row_groups):
+        stop = start + parquet.metadata.row_group(group).num_rows
+        lo, hi = np.searchsorted(rows, [start, stop])
+        if hi > lo:
+            parts.append(parquet.read_row_group(group).take(pa.array(rows[lo:hi] - start)))
+        start = stop
+    table = pa.concat_tables(parts) if parts else parquet.schema_arrow.empty_table()
+    return table.to_pandas().reset_index(drop=True)
+
+
 def read_output_json(output_dir: Any, name: str, manifest: dict[str, Any]) -> Any:
     return json.loads(read_output_bytes(output_dir, name, manifest).decode("utf-8"))
 
