@@ -57,8 +57,12 @@ def selected_executor_kind() -> str:
 #: Modules the forkserver imports once, so that each step process starts as a fork of a warm interpreter
 #: instead of importing Dagster, pandas and scikit-learn again (seconds per step; see docs/BENCHMARKS.md).
 #: Only imports happen in the forkserver, never model fitting, so no thread pool exists before a fork.
+#: ``dagster._core.storage.sqlite_storage``: every step process opens the run's instance first, and importing
+#: its storage (SQLAlchemy, Alembic, universal_pathlib) took 0.7-1.3 s per step when left to the step (12 steps
+#: a refresh + propagation).
 FORKSERVER_PRELOAD = ("dagster", "refresh_assets.definitions", "pandas", "pyarrow.parquet", "sklearn.pipeline",
-                      "sklearn.ensemble", "sklearn.linear_model", "skops.io")
+                      "sklearn.ensemble", "sklearn.linear_model", "skops.io", "dagster._core.storage.sqlite_storage",
+                      "upath")
 START_METHODS = ("forkserver", "spawn")
 
 

@@ -14,6 +14,7 @@ rules that give this, kept here so that no other module has to get them right:
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import importlib.metadata
@@ -25,7 +26,9 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -53,6 +56,7 @@ __all__ = [
     "atomic_write_parquet",
     "atomic_write_text",
     "check_model_types",
+    "clear_model_caches",
     "code_version",
     "frame_hash",
     "fsync_dir",
@@ -375,14 +379,44 @@ def is_trusted_type(name: str) -> bool:
     return name in TRUSTED_TYPE_NAMES or name.startswith(TRUSTED_TYPE_PREFIXES)
 
 
-def check_model_types(data: bytes) -> list[str]:
-    """Return the non-default types in a skops payload, raising UntrustedModelError if any is not trusted."""
+# Within one process, the same model bytes are checked and loaded several times in a run (saved by its
+# candidate step, read back by the ensemble and the comparison, promoted, loaded by the scores and the real-time
+# scorer: nine skops walks of the same file in an in-process refresh). Both caches below are keyed by the
+# sha256 of the bytes, which every caller computes from the bytes it holds, so a cached answer is the answer
+# for exactly those bytes: the trust check's result is a function of the bytes, and a loaded model is handed
+# out as a deep copy (a caller may change its copy; the cache keeps what skops built from the file).
+_TYPES_CACHE: dict[str, list[str]] = {}
+_MODEL_CACHE: "OrderedDict[str, tuple[int, Any]]" = OrderedDict()
+#: payload bytes of the skops files whose loaded models are kept (least recently used dropped first)
+MODEL_CACHE_BYTES = 512 * 2**20
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_model_caches() -> None:
+    """Forget every cached trust check and loaded model (tests; a process that wants its memory back)."""
+    with _CACHE_LOCK:
+        _TYPES_CACHE.clear()
+        _MODEL_CACHE.clear()
+
+
+def check_model_types(data: bytes, sha256: str | None = None) -> list[str]:
+    """Return the non-default types in a skops payload, raising UntrustedModelError if any is not trusted.
+
+    ``sha256``: the hash of ``data`` when the caller has it already. skops walks a payload once per process
+    (its types, keyed by its sha256); the allow-list is applied to them on every call.
+    """
     import skops.io
 
-    try:
-        untrusted = skops.io.get_untrusted_types(data=data)
-    except Exception as error:  # zipfile.BadZipFile, KeyError, json errors ...: all mean "not our file"
-        raise ModelIntegrityError(f"not a readable skops model file: {error}") from error
+    key = sha256 or sha256_bytes(data)
+    with _CACHE_LOCK:
+        untrusted = _TYPES_CACHE.get(key)
+    if untrusted is None:
+        try:
+            untrusted = skops.io.get_untrusted_types(data=data)
+        except Exception as error:  # zipfile.BadZipFile, KeyError, json errors ...: all mean "not our file"
+            raise ModelIntegrityError(f"not a readable skops model file: {error}") from error
+        with _CACHE_LOCK:
+            _TYPES_CACHE[key] = list(untrusted)
     refused = sorted(name for name in untrusted if not is_trusted_type(name))
     if refused:
         raise UntrustedModelError(
@@ -401,9 +435,10 @@ def save_model(model: Any, path: str | Path) -> str:
     import skops.io
 
     data = skops.io.dumps(model)
-    check_model_types(data)
+    sha256 = sha256_bytes(data)
+    check_model_types(data, sha256)
     atomic_write_bytes(path, data)
-    return sha256_bytes(data)
+    return sha256
 
 
 def load_model(path: str | Path, expected_sha256: str | None) -> Any:
@@ -415,14 +450,25 @@ def load_model(path: str | Path, expected_sha256: str | None) -> Any:
     import skops.io
 
     data = (path if hasattr(path, "read_bytes") else Path(path)).read_bytes()  # a Path or a UPath (object store)
-    if expected_sha256 is not None:
-        actual_sha256 = sha256_bytes(data)
-        if actual_sha256 != expected_sha256.lower():
-            raise ModelIntegrityError(
-                f"model file {path} has sha256 {actual_sha256}, expected {expected_sha256}"
-            )
-    trusted = check_model_types(data)
-    return skops.io.loads(data, trusted=trusted)
+    actual_sha256 = sha256_bytes(data)
+    if expected_sha256 is not None and actual_sha256 != expected_sha256.lower():
+        raise ModelIntegrityError(
+            f"model file {path} has sha256 {actual_sha256}, expected {expected_sha256}"
+        )
+    trusted = check_model_types(data, actual_sha256)
+    with _CACHE_LOCK:
+        cached = _MODEL_CACHE.get(actual_sha256)
+        if cached is not None:
+            _MODEL_CACHE.move_to_end(actual_sha256)
+    if cached is not None:  # these very bytes were loaded before in this process (see _TYPES_CACHE)
+        return copy.deepcopy(cached[1])
+    model = skops.io.loads(data, trusted=trusted)
+    if len(data) <= MODEL_CACHE_BYTES:
+        with _CACHE_LOCK:
+            _MODEL_CACHE[actual_sha256] = (len(data), copy.deepcopy(model))
+            while sum(size for size, _ in _MODEL_CACHE.values()) > MODEL_CACHE_BYTES:
+                _MODEL_CACHE.popitem(last=False)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------------

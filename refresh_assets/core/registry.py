@@ -619,7 +619,7 @@ class ModelRegistry:
             raise artifacts.ModelIntegrityError(
                 f"model file {model_file} has sha256 {source_sha256}, expected {expected_sha256}"
             )
-        artifacts.check_model_types(data)  # never register a model that load_model would refuse
+        artifacts.check_model_types(data, source_sha256)  # never register a model that load_model would refuse
 
         with self._connect(read_only=False) as connection:
             self._reconcile(connection)

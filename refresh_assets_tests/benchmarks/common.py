@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: few minutes; ``tiny`` is the CI smoke run (scripts must not rot; figures mean nothing there).
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
-        "refresh_players": 200_000, "refresh_repeats": 2, "refresh_budget": None,
+        "refresh_players": 200_000, "refresh_repeats": 2, "refresh_budget": None, "small_refresh_repeats": 3,
         "dataset_players": 100_000, "dataset_repeats": 3,
         "drift_rows": 1_000_000, "drift_repeats": 3,
         "load_repeats": 7,
@@ -34,7 +34,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "sensor_history": 1_000, "sensor_baseline": 10, "sensor_repeats": 20,
     },
     "quick": {
-        "refresh_players": 600, "refresh_repeats": 1, "refresh_budget": 1,
+        "refresh_players": 600, "refresh_repeats": 1, "refresh_budget": 1, "small_refresh_repeats": 3,
         "dataset_players": 20_000, "dataset_repeats": 2,
         "drift_rows": 50_000, "drift_repeats": 2,
         "load_repeats": 3,
@@ -44,7 +44,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "sensor_history": 300, "sensor_baseline": 10, "sensor_repeats": 5,
     },
     "tiny": {
-        "refresh_players": 600, "refresh_repeats": 1, "refresh_budget": 1,
+        "refresh_players": 600, "refresh_repeats": 1, "refresh_budget": 1, "small_refresh_repeats": 1,
         "dataset_players": 3_000, "dataset_repeats": 1,
         "drift_rows": 20_000, "drift_repeats": 1,
         "load_repeats": 1,

@@ -2,8 +2,9 @@
 
 It calls the same core functions with the same settings and writes the same files (the three dataset
 frames, four skops models, the decision, the reports, the holdout scores, the registry promotion, the
-scoring population, the production scores), so the only difference left with a Dagster run is the orchestration: Dagster's own
-work, the audit record, manifests and file hashes, and reading inputs back from disk between steps.
+scoring population, the production scores, the real-time scorer and its conformance test run), so the
+only difference left with a Dagster run is the orchestration: Dagster's own work, the audit record,
+manifests and file hashes, and reading inputs back from disk between steps.
 """
 
 from __future__ import annotations
@@ -90,8 +91,34 @@ def plain_refresh(warehouse: str | Path, workdir: str | Path, partition: str, se
     batch = pd.read_parquet(work / "population" / "scoring.parquet")
     scores = score_batch(model, batch, scoring["top_k_share"], champion.version)
     atomic_write_parquet(work / "scores" / "scores.parquet", scores)
+    conformance = _realtime_scorer(work, registry, champion, model, batch, scores, partition,
+                                   scoring["top_k_share"])
     return {"promoted": decision.challenger, "scored_rows": int(len(scores)),
-            "train_rows": int(len(train)), "holdout_rows": int(len(holdout))}
+            "train_rows": int(len(train)), "holdout_rows": int(len(holdout)), "realtime_conformance": conformance}
+
+
+def _realtime_scorer(work: Path, registry, champion, model, batch, scores, partition: str,
+                     scoring_top_k: float) -> str:
+    """The propagation's last step (``realtime_scorer``) as a script does it: the champion converted to ONNX with
+    its parity check, the generated conformance test run over HTTP in a fresh interpreter, published if it passed.
+    Same settings as the step's defaults (``RealtimeConfig``, read from the same variables without importing
+    Dagster); off when REFRESH_ASSETS_REALTIME is, as the step is."""
+    import os
+
+    from refresh_assets.serving import build
+
+    if os.environ.get("REFRESH_ASSETS_REALTIME", "on").lower() in ("off", "0", "false", "no"):
+        return "off"
+    settings = build.ConformanceSettings(p99_ms=float(os.environ.get("REFRESH_ASSETS_REALTIME_P99_MS", "10")))
+    folder = work / "realtime"
+    folder.mkdir(parents=True, exist_ok=True)
+    build.build_artifact(folder, model, batch, scores, {
+        "version": champion.version, "algorithm": champion.algorithm, "model_sha256": champion.model_sha256,
+        "model_path": champion.model_path, "partition": partition}, settings, top_k_share=scoring_top_k)
+    result = build.run_conformance(folder, settings.timeout_seconds)
+    if result.passed:
+        build.publish(folder, registry.root, champion.version)
+    return "passed" if result.passed else "failed"
 
 
 if __name__ == "__main__":  # pragma: no cover - used by bench_refresh in a fresh process

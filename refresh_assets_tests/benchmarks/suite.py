@@ -23,7 +23,10 @@ from refresh_assets_tests.benchmarks.common import REPO, SIZES, Row, log, machin
 #: module -> the rows it produces, in the order of the issue's table.
 BENCHMARKS: dict[str, tuple[str, ...]] = {
     "bench_refresh": ("refresh_inprocess", "refresh_multiprocess", "refresh_peak_memory"),
+    # after bench_refresh: at the quick and tiny sizes its 600-player repeats are repeats of this row too
+    "bench_small_refresh": ("refresh_small_inprocess", "refresh_small_multiprocess"),
     "bench_dataset": ("dataset_build",),
+    "bench_incremental": ("dataset_incremental",),
     "bench_drift_row": ("drift_check",),
     "bench_load": ("code_location_load",),
     "bench_scoring": ("batch_scoring",),
@@ -31,10 +34,12 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "bench_daily_scoring": ("daily_scoring",),
     "bench_backfill": ("backfill_flatness",),
     "bench_sensor": ("sensor_tick",),
+    "bench_scale": ("refresh_scale",),  # after bench_refresh: reuses its 200k in-process figures of the same run
 }
 ANALYSIS = Path(__file__).with_name("ANALYSIS.md")
-ROW_ORDER = ("refresh_inprocess", "refresh_multiprocess", "dataset_build", "drift_check", "code_location_load",
-             "batch_scoring", "realtime_latency", "realtime_throughput", "daily_scoring", "backfill_flatness", "sensor_tick", "refresh_peak_memory")
+ROW_ORDER = ("refresh_inprocess", "refresh_multiprocess", "refresh_small_inprocess", "refresh_small_multiprocess",
+             "dataset_build", "dataset_incremental", "drift_check", "code_location_load",
+             "batch_scoring", "realtime_latency", "realtime_throughput", "daily_scoring", "backfill_flatness", "sensor_tick", "refresh_peak_memory", "refresh_scale")
 
 
 def _failed_rows(names: tuple[str, ...], error: BaseException) -> list[Row]:
@@ -56,7 +61,9 @@ def run_suite(size_name: str, only: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         try:
             module = importlib.import_module(f"refresh_assets_tests.benchmarks.{module_name}")
-            for row in module.run(size):
+            # a module may read the rows measured before it in this run (bench_scale: bench_refresh's 200k)
+            measured = module.run(size, dict(rows)) if getattr(module, "READS_EARLIER_ROWS", False) else module.run(size)
+            for row in measured:
                 rows[row.name] = row
         except Exception as error:  # one broken benchmark must not hide the others' figures
             traceback.print_exc()
@@ -84,10 +91,11 @@ def _spread(row: dict, key: str) -> str:
 
 
 #: the per-run field whose spread the table shows for each row
-SPREAD_FIELD = {"refresh_inprocess": "ratio", "refresh_multiprocess": "ratio", "dataset_build": "speedup",
+SPREAD_FIELD = {"refresh_inprocess": "ratio", "refresh_multiprocess": "ratio", "refresh_small_inprocess": "ratio",
+                "refresh_small_multiprocess": "ratio", "dataset_build": "speedup",
                 "drift_check": "speedup", "code_location_load": "extra_seconds", "batch_scoring": "ratio",
                 "daily_scoring": "ratio", "backfill_flatness": "refresh_seconds", "sensor_tick": "steady_seconds",
-                "refresh_peak_memory": "peak_rss_gib"}
+                "refresh_peak_memory": "peak_rss_gib", "dataset_incremental": "speedup", "refresh_scale": "ratio"}
 
 
 def markdown(result: dict) -> str:

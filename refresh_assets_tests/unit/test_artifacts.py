@@ -638,3 +638,38 @@ def test_an_unpublished_commit_is_kept_but_not_current_until_published(tmp_path:
     with pytest.raises(artifacts.OutputStoreError, match="is not an output of training_dataset 2026-03-03"):
         store.publish("training_dataset", "2026-03-03", pending)
     assert store.current("training_dataset", "2026-03-03") is None
+
+
+def test_a_model_loaded_again_in_the_process_is_an_independent_copy_of_the_same_bytes(tmp_path: Path) -> None:
+    """load_model keeps what skops built from a file (keyed by the bytes' sha256) and hands out deep copies."""
+    from sklearn.linear_model import LogisticRegression
+
+    artifacts.clear_model_caches()
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.array([0, 0, 1, 1])
+    path = tmp_path / "model.skops"
+    sha = artifacts.save_model(LogisticRegression().fit(X, y), path)
+    first = artifacts.load_model(path, sha)
+    first.coef_[:] = 99.0  # a caller changing its copy changes nothing for the next reader
+    second = artifacts.load_model(path, sha)
+    assert second is not first and second.coef_[0, 0] != 99.0
+    np.testing.assert_array_equal(second.predict_proba(X), LogisticRegression().fit(X, y).predict_proba(X))
+    # the cache never skips the hash: other bytes at the same path are refused against the recorded sha256
+    artifacts.save_model(LogisticRegression(C=0.01).fit(X, y), path)
+    with pytest.raises(ModelIntegrityError, match="expected"):
+        artifacts.load_model(path, sha)
+
+
+def test_the_allow_list_applies_to_a_payload_checked_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The types of a payload are read once per process; the allow-list is applied on every check."""
+    from sklearn.linear_model import LogisticRegression
+
+    artifacts.clear_model_caches()
+    X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    path = tmp_path / "model.skops"
+    sha = artifacts.save_model(LogisticRegression().fit(X, y), path)
+    artifacts.load_model(path, sha)
+    monkeypatch.setattr(artifacts, "is_trusted_type", lambda name: False)
+    if artifacts.check_model_types(path.read_bytes()):  # a plain LogisticRegression may need no extra type
+        with pytest.raises(UntrustedModelError):
+            artifacts.load_model(path, sha)

@@ -86,3 +86,26 @@ def test_a_champion_scores_on_its_own_features_when_the_population_has_a_new_one
     plain = score_batch(model, batch, 0.1, 3)
     wide = score_batch(model, widened, 0.1, 3)
     np.testing.assert_array_equal(wide["churn_score"].to_numpy(), plain["churn_score"].to_numpy())
+
+
+def test_a_small_batch_is_scored_on_one_openmp_thread_with_the_same_scores() -> None:
+    """Below SMALL_BATCH_ROWS the OpenMP pool is limited to one thread; the scores do not change."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_info
+
+    from refresh_assets.core import scoring
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"a": rng.normal(size=2_000), "b": rng.normal(size=2_000)})
+    model = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(frame, (frame["a"] > 0).astype(int))
+    seen = []
+    original = model.predict_proba
+
+    def spy(X):
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp")
+        return original(X)
+
+    model.predict_proba = spy
+    small = scoring.predict_scores(model, frame)
+    assert seen and set(seen) == {1}
+    np.testing.assert_array_equal(small, original(frame)[:, 1])
