@@ -44,10 +44,11 @@ LIGHT_RUN_CONFIG = _run_config(tuning_budget=1, max_training_rows=2000, importan
 #: whole modules to xdist workers in this order (--dist loadfile --no-loadscope-reorder): the long ones start at
 #: once and the many short unit modules fill the gaps at the end. Sorted by test count instead (xdist's default)
 #: the one-test modules (a daemon backfill, the benchmark smoke run) came last and ran alone for minutes.
-SLOWEST_MODULES = ("test_daily_loop_daemon", "test_backfill_daemon", "test_postgres_ops", "test_daily_loop_cli",
-                   "test_refresh_pipeline", "test_drift_pipeline", "test_faults", "test_benchmark_suite",
-                   "test_schedule_race", "test_graphql_trigger", "test_bad_inputs", "test_celery_executor",
-                   "test_decision_study", "test_models", "test_postgres_restart", "test_web_ui")
+SLOWEST_MODULES = ("test_backfill_daemon", "test_daily_loop_daemon", "test_postgres_ops", "test_benchmark_suite",
+                   "test_drift_pipeline", "test_refresh_pipeline", "test_daily_loop_cli", "test_schedule_race",
+                   "test_example_domain", "test_faults", "test_graphql_trigger", "test_decision_study",
+                   "test_postgres_restart", "test_bad_inputs", "test_celery_executor", "test_serving_http",
+                   "test_models", "test_web_ui")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -52,6 +52,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "realtime_requests": 100, "realtime_inprocess_calls": 50, "realtime_batch_repeats": 1,
         "backfill_players": 400, "backfill_partitions": 2, "backfill_importance_rows": 0,
         "sensor_history": 40, "sensor_baseline": 10, "sensor_repeats": 2,
+        # the CI smoke run: one cold/warm pair (4 small materializations, not 10)
+        "incremental_repeats": 1,
     },
 }
 
