@@ -414,14 +414,12 @@ def _midnights(dates: pd.Series) -> bool:
     return bool(((ticks % per_day == 0) | (ticks == np.iinfo("int64").min)).all())
 
 
-def _first_value(column: pd.Series, chunk: int = 4096):
-    """The first non-null value of a column, or None; reads chunk by chunk (it is nearly always in the first)."""
-    for start in range(0, len(column), chunk):
-        part = column.iloc[start:start + chunk]
-        present = part.notna().to_numpy()
-        if present.any():
-            return part.iloc[int(present.argmax())]
-    return None
+def _first_value(column: pd.Series):
+    """The first non-null value of a column, or None (read chunk by chunk: it is nearly always in the first)."""
+    from refresh_assets.core.validation import first_present
+
+    found = first_present(column, 1)
+    return found[0] if found else None
 
 
 def _take(rows: pd.DataFrame, keep) -> pd.DataFrame:

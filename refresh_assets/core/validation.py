@@ -81,14 +81,14 @@ def _kind(series: pd.Series) -> str:
         return "text"
     if series.dtype.kind == "O":
         # object columns hold text, or things no model takes (lists, dicts, dates): name the latter
-        types = {type(v).__name__ for v in _first_present(series, 1000)}
+        types = {type(v).__name__ for v in first_present(series, 1000)}
         return "text" if types <= {"str"} else "/".join(sorted(types))
     if pd.api.types.is_string_dtype(series.dtype):
         return "text"
     return FEATURE_DTYPE_KINDS.get(series.dtype.kind, str(series.dtype))
 
 
-def _first_present(series: pd.Series, count: int, chunk: int = 8192) -> list:
+def first_present(series: pd.Series, count: int, chunk: int = 8192) -> list:
     """The first ``count`` non-null values, as ``series.dropna().head(count)`` but reading only the chunks it needs
     (dropna copies the whole column first: 0.14 s for the 21 columns of a 950k-row training frame)."""
     found: list = []

@@ -174,11 +174,11 @@ def test_population_rows_keys_dates_and_nulls():
 
 @pytest.mark.parametrize("count", [1, 3, 7, 50])
 def test_first_present_is_dropna_head_across_chunk_edges(count):
-    from refresh_assets.core.validation import _first_present, feature_schema
+    from refresh_assets.core.validation import first_present, feature_schema
 
     values = pd.Series([None, "a", None, None, "b", "c", None, 4, "d", None, "e"] * 3, dtype=object)
-    assert _first_present(values, count, chunk=4) == list(values.dropna().head(count))
-    assert _first_present(pd.Series([None] * 9, dtype=object), count, chunk=4) == []
+    assert first_present(values, count, chunk=4) == list(values.dropna().head(count))
+    assert first_present(pd.Series([None] * 9, dtype=object), count, chunk=4) == []
     # a non-text value after the first 1,000 present ones is not looked at, as before; one within them is named
     late = pd.Series(["x"] * 1000 + [[1]] + [None] * 20_005, dtype=object)
     early = pd.Series([None] * 20_000 + [[1]] + ["x"] * 1005, dtype=object)
