@@ -25,10 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
         "refresh_players": 200_000, "refresh_repeats": 2, "refresh_budget": None, "small_refresh_repeats": 3,
-        "dataset_players": 100_000, "dataset_repeats": 3,
+        "dataset_players": 100_000, "dataset_repeats": 5,
         "drift_rows": 1_000_000, "drift_repeats": 3,
         "load_repeats": 7,
-        "scoring_rows": 1_000_000, "scoring_repeats": 3, "scoring_players": 6_000,
+        "scoring_rows": 1_000_000, "scoring_repeats": 5, "scoring_players": 6_000,
         "realtime_requests": 2_000, "realtime_inprocess_calls": 500, "realtime_batch_repeats": 5,
         "backfill_players": 2_000, "backfill_partitions": 30,
         "sensor_history": 1_000, "sensor_baseline": 10, "sensor_repeats": 20,
