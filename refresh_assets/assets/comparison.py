@@ -58,7 +58,7 @@ def trend_figures(metrics: dict, challenger: str | None, champion_name: str | No
 @retry_only_transient
 def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig, artifacts: ArtifactStore,
                      registry: Registry) -> dg.MaterializeResult:
-    from refresh_assets.serving.reports import report_url  # lazy: FastAPI is not the code location's
+    from refresh_assets.serving.report_links import report_url  # not reports.py: no FastAPI in a refresh
     from refresh_assets.core import evaluate, report
     from refresh_assets.core.artifacts import load_model
     from refresh_assets.core.object_store import read_output_parquet

@@ -50,7 +50,7 @@ def drift_charts(audit: StepAudit, result, reference, current) -> str:
 @retry_only_transient
 def drift_report(context: dg.AssetExecutionContext, config: DriftConfig, artifacts: ArtifactStore,
                  registry: Registry) -> dg.MaterializeResult:
-    from refresh_assets.serving.reports import report_url  # lazy: FastAPI is not the code location's
+    from refresh_assets.serving.report_links import report_url  # not reports.py: no FastAPI in a refresh
     from refresh_assets.core import drift
     from refresh_assets.core.object_store import read_output_parquet
 

@@ -384,7 +384,10 @@ def is_trusted_type(name: str) -> bool:
 # scorer: nine skops walks of the same file in an in-process refresh). Both caches below are keyed by the
 # sha256 of the bytes, which every caller computes from the bytes it holds, so a cached answer is the answer
 # for exactly those bytes: the trust check's result is a function of the bytes, and a loaded model is handed
-# out as a deep copy (a caller may change its copy; the cache keeps what skops built from the file).
+# out as a deep copy (a caller may change its copy; the cache keeps its own). save_model seeds the cache with
+# a copy of the model it wrote, so even the first read-back in the process is a copy, not a skops load (the
+# sha256 and the trust check still run on the file's bytes; a test checks that the copy predicts what the
+# file's model predicts, for every algorithm of the zoo).
 _TYPES_CACHE: dict[str, list[str]] = {}
 _MODEL_CACHE: "OrderedDict[str, tuple[int, Any]]" = OrderedDict()
 #: payload bytes of the skops files whose loaded models are kept (least recently used dropped first)
@@ -438,7 +441,20 @@ def save_model(model: Any, path: str | Path) -> str:
     sha256 = sha256_bytes(data)
     check_model_types(data, sha256)
     atomic_write_bytes(path, data)
+    _remember_model(sha256, len(data), model)  # the steps that read it back in this process skip skops' load
     return sha256
+
+
+def _remember_model(sha256: str, size: int, model: Any) -> None:
+    """Keep a deep copy of ``model`` as the loaded model of the bytes with ``sha256`` (LRU, MODEL_CACHE_BYTES)."""
+    if size > MODEL_CACHE_BYTES:
+        return
+    kept = copy.deepcopy(model)
+    with _CACHE_LOCK:
+        _MODEL_CACHE[sha256] = (size, kept)
+        _MODEL_CACHE.move_to_end(sha256)
+        while sum(entry_size for entry_size, _ in _MODEL_CACHE.values()) > MODEL_CACHE_BYTES:
+            _MODEL_CACHE.popitem(last=False)
 
 
 def load_model(path: str | Path, expected_sha256: str | None) -> Any:
@@ -463,11 +479,7 @@ def load_model(path: str | Path, expected_sha256: str | None) -> Any:
     if cached is not None:  # these very bytes were loaded before in this process (see _TYPES_CACHE)
         return copy.deepcopy(cached[1])
     model = skops.io.loads(data, trusted=trusted)
-    if len(data) <= MODEL_CACHE_BYTES:
-        with _CACHE_LOCK:
-            _MODEL_CACHE[actual_sha256] = (len(data), copy.deepcopy(model))
-            while sum(size for size, _ in _MODEL_CACHE.values()) > MODEL_CACHE_BYTES:
-                _MODEL_CACHE.popitem(last=False)
+    _remember_model(actual_sha256, len(data), model)
     return model
 
 

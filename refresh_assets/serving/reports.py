@@ -25,12 +25,10 @@ import errno
 import html
 import ipaddress
 import logging
-import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -39,15 +37,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# the links live apart so the assets can make them without importing the web stack
+from refresh_assets.serving.report_links import (CURRENT, DEFAULT_REPORTS_URL, REPORTS, REPORTS_URL_VARIABLE,
+                                                 report_path as _report_path, report_url)
+
 __all__ = ["CURRENT", "DEFAULT_REPORTS_URL", "REPORTS", "REPORTS_URL_VARIABLE", "PortInUseError",
            "create_reports_app", "is_loopback", "report_url", "serve_reports"]
 
-#: asset -> the one file of its outputs that is served
-REPORTS: dict[str, str] = {"model_comparison": "report.html", "drift_report": "drift_report.html"}
-#: the output name that means "the one current.json points to"
-CURRENT = "current"
-REPORTS_URL_VARIABLE = "REFRESH_ASSETS_REPORTS_URL"
-DEFAULT_REPORTS_URL = "http://127.0.0.1:8020"
 
 # The reports are self-contained (plotly / Evidently inline their scripts, styles and data): inline scripts and
 # styles run, nothing else loads, nothing is sent anywhere (connect-src 'none'), and no other page may frame them.
@@ -274,24 +270,6 @@ def create_reports_app(outputs_root: str | Path) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     return app
-
-
-def _report_path(asset: str, partition: str, output_dir_name: str) -> str:
-    from refresh_assets.core.artifacts import safe_component
-
-    if asset not in REPORTS:
-        raise ValueError(f"no report is served for asset {asset!r}; served: {', '.join(REPORTS)}")
-    parts = (asset, safe_component(partition, "partition"), safe_component(output_dir_name, "output folder"),
-             REPORTS[asset])
-    return "/reports/" + "/".join(quote(part, safe="") for part in parts)
-
-
-def report_url(asset: str, partition: str, output_dir_name: str, base_url: str | None = None) -> str:
-    """The link to put in an asset's metadata (``MetadataValue.url``): the report on the reports server at
-    ``base_url``, else $REFRESH_ASSETS_REPORTS_URL, else http://127.0.0.1:8020. ``output_dir_name`` is the
-    committed folder's name (``final.name``), or ``"current"`` for whatever is current when the link is opened."""
-    base = (base_url or os.environ.get(REPORTS_URL_VARIABLE) or DEFAULT_REPORTS_URL).strip().rstrip("/")
-    return base + _report_path(asset, partition, output_dir_name)
 
 
 # ------------------------------------------------------------------------------------------ running it

@@ -151,6 +151,34 @@ def test_fitted_pipelines_hold_only_types_the_skops_loader_trusts(data):
     assert [name for name in untrusted if not name.startswith(trusted_prefixes)] == []
 
 
+@pytest.mark.parametrize("algorithm", models.ALGORITHMS)
+def test_a_saved_model_read_back_in_the_process_predicts_what_the_file_holds(data, algorithm, tmp_path, monkeypatch):
+    """save_model keeps a copy of what it wrote, so a later load_model of those bytes in the same process (the
+    ensemble and the comparison reading candidates back) skips skops. The copy must score every row as the
+    model skops builds from the file does, or a run's decision would depend on the executor."""
+    import skops.io
+
+    from refresh_assets.core import artifacts
+
+    X, y = data
+    pipeline = models.build_pipeline(algorithm, ["signal", "noise"], ["platform"], seed=0)
+    if algorithm in ("random_forest", "ensemble"):
+        pipeline.set_params(**{("model__random_forest__model__n_estimators" if algorithm == "ensemble"
+                                else "model__n_estimators"): 5})
+    models.fit_pipeline(pipeline, X, y)
+    artifacts.clear_model_caches()
+    path = tmp_path / "model.skops"
+    sha = artifacts.save_model(pipeline, path)
+    real_loads = skops.io.loads
+    monkeypatch.setattr(skops.io, "loads", lambda *a, **k: pytest.fail("read back through skops, not the cache"))
+    copy_read_back = artifacts.load_model(path, sha)
+    monkeypatch.setattr(skops.io, "loads", real_loads)
+    from_file = real_loads(path.read_bytes(), trusted=artifacts.check_model_types(path.read_bytes()))
+    assert copy_read_back is not pipeline
+    np.testing.assert_array_equal(models.predict_scores(copy_read_back, X), models.predict_scores(from_file, X))
+    artifacts.clear_model_caches()
+
+
 def test_build_pipeline_preprocessing_differs_per_algorithm_as_documented():
     logreg = models.build_pipeline("logreg", ["a"], ["c"], seed=0)
     forest = models.build_pipeline("random_forest", ["a"], ["c"], seed=0)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -423,3 +425,14 @@ def test_a_non_loopback_host_warns_that_anyone_can_read_the_reports(tmp_path, ca
     warning, error = err.splitlines()
     assert warning.startswith("warning: ") and "readable by anyone" in warning and str(busy_port) in warning
     assert code == 2 and error.startswith("error: ")
+
+
+def test_the_links_the_assets_make_leave_the_web_stack_unimported():
+    # the comparison and drift steps import report_links for their metadata; FastAPI and Starlette cost ~0.5 s
+    code = ("import sys\nfrom refresh_assets.serving.report_links import report_url\n"
+            "url = report_url('drift_report', '2026-07-01', 'run-1', base_url='http://h')\n"
+            "print(url, sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette', 'uvicorn'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["http://h/reports/drift_report/2026-07-01/run-1/drift_report.html", "[]"]
+    assert reports.report_url is report_url and reports.REPORTS is REPORTS  # the server links what it serves
