@@ -48,6 +48,16 @@ mutation($params: LaunchBackfillParams!) {
 }"""
 
 
+def settled(runs) -> list:
+    """The runs that stand: a run that failed and is retried as a whole (``run_retries`` in dagster.yaml) is
+    replaced by its retry. On a loaded 2-core machine a launch can fail that way: in a CI run on 2026-12-03 the
+    queue coordinator hit "Unexpected error in IPC client" while dequeuing one scoring day, marked the run failed,
+    and its retry scored the day (the backfill ended COMPLETED_SUCCESS with two runs for that day)."""
+    replaced = [r for r in runs if r.tags.get("dagster/will_retry") == "true"]
+    assert all(r.status == dg.DagsterRunStatus.FAILURE for r in replaced), [(r.run_id, r.status) for r in replaced]
+    return [r for r in runs if r.tags.get("dagster/will_retry") != "true"]
+
+
 def launch_backfill(port: int, partitions: list[str], assets: list[str], run_config: dict, tags: list[dict]) -> str:
     """An asset backfill launched over GraphQL exactly as the UI does; its id."""
     answer = post_graphql(port, LAUNCH_BACKFILL, {"params": {
@@ -83,8 +93,9 @@ def test_asset_backfill_over_several_partitions_ends_green(tmp_path, drift_wareh
         status = wait_backfill(instance, backfill_id, timeout=900)
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
         assert status == "COMPLETED_SUCCESS", (status, [(r.tags.get("dagster/partition"), r.status) for r in runs])
+        runs = settled(runs)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-        assert sorted({r.tags["dagster/partition"] for r in runs}) == PARTITIONS
+        assert sorted(r.tags["dagster/partition"] for r in runs) == PARTITIONS
 
         promoted = [p for p in PARTITIONS if instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("champion_model"), asset_partitions=[p]), limit=1
@@ -93,7 +104,7 @@ def test_asset_backfill_over_several_partitions_ends_green(tmp_path, drift_wareh
 
         # the promotion sensor, run by the daemon, chained exactly the promoted partitions' propagation
         def propagation_done():
-            chained = instance.get_runs(filters=dg.RunsFilter(job_name="propagation_job"))
+            chained = settled(instance.get_runs(filters=dg.RunsFilter(job_name="propagation_job")))
             return chained if len(chained) == len(promoted) and all(r.status in DONE for r in chained) else None
 
         chained = wait_for(propagation_done, timeout=300, interval=3, what="the propagation runs")
@@ -113,6 +124,7 @@ def test_asset_backfill_over_several_partitions_ends_green(tmp_path, drift_wareh
         status = wait_backfill(instance, scoring_id, timeout=1800)
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": scoring_id}))
         assert status == "COMPLETED_SUCCESS", (status, [(r.tags.get("dagster/partition"), r.status) for r in runs])
+        runs = settled(runs)
         assert sorted(r.tags["dagster/partition"] for r in runs) == days
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         store = OutputStore(data / "outputs")
