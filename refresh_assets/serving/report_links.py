@@ -1,6 +1,6 @@
 """Links to the reports server, without the server: what the assets put in their metadata.
 
-``reports.py`` (the server) imports FastAPI and Starlette, ~0.5 s; the comparison and drift steps only need
+``reports.py`` (the server) imports FastAPI and Starlette, 0.3-0.4 s; the comparison and drift steps only need
 the URL of a report, so they import this module instead and a refresh never loads the web stack.
 """
 
