@@ -40,15 +40,17 @@ FAST_RUN_CONFIG = _run_config(tuning_budget=1, max_training_rows=6000, importanc
 LIGHT_RUN_CONFIG = _run_config(tuning_budget=1, max_training_rows=2000, importance_rows=0, bootstrap_samples=200)
 
 
-#: Modules by how long they hold a worker (longest first, measured with 4 workers on 2 cores). `make test` hands
-#: whole modules to xdist workers in this order (--dist loadfile --no-loadscope-reorder): the long ones start at
-#: once and the many short unit modules fill the gaps at the end. Sorted by test count instead (xdist's default)
-#: the one-test modules (a daemon backfill, the benchmark smoke run) came last and ran alone for minutes.
-SLOWEST_MODULES = ("test_backfill_daemon", "test_daily_loop_daemon", "test_postgres_ops", "test_benchmark_suite",
-                   "test_drift_pipeline", "test_refresh_pipeline", "test_daily_loop_cli", "test_schedule_race",
-                   "test_example_domain", "test_faults", "test_graphql_trigger", "test_decision_study",
-                   "test_postgres_restart", "test_bad_inputs", "test_celery_executor", "test_serving_http",
-                   "test_models", "test_web_ui")
+#: Modules by how long they hold a worker (longest first, measured with `make test`'s 6 workers on 2 cores on
+#: 2026-12-04). `make test` hands whole modules to xdist workers in this order (--dist loadfile
+#: --no-loadscope-reorder): the long ones start at once and the many short unit modules fill the gaps at the end.
+#: Sorted by test count instead (xdist's default) the one-test modules (a daemon backfill, the benchmark smoke
+#: run) came last and ran alone for minutes.
+SLOWEST_MODULES = ("test_benchmark_suite", "test_refresh_pipeline", "test_postgres_ops", "test_daily_loop_daemon",
+                   "test_drift_pipeline", "test_backfill_daemon", "test_bad_inputs", "test_daily_loop_cli",
+                   "test_faults", "test_serving_http", "test_decision_study", "test_schedule_race",
+                   "test_example_domain", "test_models", "test_celery_executor", "test_graphql_trigger",
+                   "test_charts", "test_postgres_restart", "test_registry_journal", "test_code_location",
+                   "test_web_ui")
 
 
 def pytest_collection_modifyitems(config, items):
