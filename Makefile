@@ -30,7 +30,8 @@ browser:
 	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 # 6 workers on 2 cores: the integration tests wait on daemons and servers ~30% of the time (CPU 68% busy with 4
-# workers); 17 min 41 s with 6, 20 min 25 s with 4 on one machine (AMD EPYC, 2026-12-04). Whole modules per worker.
+# workers). .ci/run on clean clones, one machine (AMD EPYC, 2026-12-04): pytest 999 s with 6 workers, 1,225 s with 4.
+# Whole modules per worker.
 test: install browser
 	$(BIN)/python -m pytest -n 6 --dist loadfile --no-loadscope-reorder --timeout 1200 --durations=15 refresh_assets_tests
 
