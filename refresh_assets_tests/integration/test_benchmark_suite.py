@@ -14,7 +14,8 @@ ROW_FIELDS = {"name", "value", "baseline", "ratio", "unit", "target", "met", "ru
 
 
 # Every benchmark at its tiny size is still seven small refreshes (bench_refresh's three ways, daily scoring,
-# backfill, scale): 4 min alone on 2 cores, but 20+ min beside CI's three other workers (a local CI run on
+# backfill, scale): 2.5-4 min alone on 2 cores, 13-14 min beside make test's five other workers (2026-12-04), and
+# 20+ min on a slower machine with three other workers (a local CI run on
 # 2026-12-03 hit the 1,200 s default there, with bench_refresh's in-process refresh at 220 s instead of ~25 s).
 @pytest.mark.timeout(2400)
 def test_tiny_suite_writes_every_row(tmp_path):
