@@ -54,12 +54,21 @@ def test_dagster_dev_in_the_root_serves_the_ui_with_no_setting(tmp_path):
         assert {"refresh_job", "scoring_job", "propagation_job", "rollback_job"} <= names
         assert len(set(REPO.glob(".tmp_dagster_home_*")) - before) == 1  # Dagster's temporary instance
     finally:
+        served_bytes = log.stat().st_size  # what dagster dev logged while serving, before the Ctrl-C
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    text = log.read_text(errors="replace")
-    assert "REFRESH_ASSETS_PG" not in text and "Traceback" not in text, text[-3000:]
+    raw = log.read_bytes()
+    text = raw.decode(errors="replace")
+    assert "REFRESH_ASSETS_PG" not in text, text[-3000:]
+    served = raw[:served_bytes].decode(errors="replace")
+    assert "Traceback" not in served, served[-3000:]
+    # After the Ctrl-C, dagster dev (1.13.27) can stop the code server while its daemon is inside a sensor tick; the
+    # tick then logs "Unable to reach the user code server" (DagsterUserCodeUnreachableError, gRPC UNAVAILABLE) with
+    # its traceback. Seen once under make test's load (2026-12-04); any other traceback at shutdown still fails.
+    shutdown_tracebacks = raw[served_bytes:].decode(errors="replace").split("Traceback (most recent call last):")[1:]
+    assert all("UNAVAILABLE" in t or "DagsterUserCodeUnreachableError" in t for t in shutdown_tracebacks), text[-3000:]
     assert set(REPO.glob(".tmp_dagster_home_*")) - before == set()
