@@ -39,6 +39,12 @@ def test_tiny_suite_writes_every_row(tmp_path):
     # the refresh rows compare like with like: every mode promoted the same algorithm on the same data
     for run in by_name["refresh_inprocess"]["runs"]:
         assert run["promoted"] == run["script_promoted"]
+    # every backfill partition tells its steps' time (from the event log) apart from Dagster's around them
+    refresh_steps = {"training_dataset", "training_dataset_checks", "model_comparison", "champion_model"}
+    for run in by_name["backfill_flatness"]["runs"]:
+        assert refresh_steps <= set(run["step_seconds"]), run["partition"]
+        assert all(seconds > 0 for seconds in run["step_seconds"].values()), run["partition"]
+        assert 0 < run["around_steps_seconds"] < run["refresh_seconds"], run["partition"]
     table = (tmp_path / "BENCHMARKS.md").read_text()
     assert all(f"`{name}`" in table for name in suite.ROW_ORDER)
     # --render writes the same table again from results.json alone, without running anything
