@@ -52,7 +52,8 @@ def _execute(job, instance: dg.DagsterInstance, partition: str | None, progress:
 
 
 def embedded_instance(home: Path) -> dg.DagsterInstance:
-    """A persistent instance with SQLite storage under ``home`` (what ``make ui`` shows afterwards)."""
+    """A persistent instance with SQLite storage under ``home`` (what ``make ui`` shows afterwards), its storages
+    keeping one Engine per SQLite file."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():  # the checkout's embedded instance (top-level dagster.yaml); a user's edits stay
@@ -60,7 +61,11 @@ def embedded_instance(home: Path) -> dg.DagsterInstance:
 
         config.write_text(EMBEDDED_INSTANCE_YAML.read_text())
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    from refresh_assets.sqlite_engines import keep_engines
+
+    instance = dg.DagsterInstance.get()
+    keep_engines(instance)  # one SQLAlchemy Engine per SQLite file, not one per query (sqlite_engines.py)
+    return instance
 
 
 @dataclass
