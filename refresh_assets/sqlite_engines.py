@@ -1,11 +1,12 @@
 """One SQLAlchemy Engine per SQLite file for the embedded instance's storages, instead of one per query.
 
 Dagster 1.13.27's SQLite run, event-log and schedule storages build a new ``Engine`` (``create_engine(...,
-poolclass=NullPool)``) every time they open a connection: 388 times in a 600-player in-process refresh. A new
+poolclass=NullPool)``) every time they open a connection: 502 times in a 600-player in-process refresh. A new
 Engine starts with an empty compiled-statement cache and runs SQLAlchemy's first-connect initialization, so each
 of those queries was compiled again. Keeping the Engine of each file (still ``NullPool``: every use opens and
 closes its own SQLite connection, as before, so nothing stays open between uses and other processes see the
-same files) took 1.1 s off that refresh (13.9 -> 12.8 s median of 4, AMD EPYC, 2026-12-04).
+same files) took a median 0.52 s off that refresh (0.19-0.92 s over 5 alternating pairs, 14.26 -> 13.41 s,
+AMD EPYC, 2026-12-04).
 
 Applied by ``local_runs.embedded_instance`` to the instance the CLI, ``make run``, the tests and the benchmarks
 run in process. Storages of any other class (PostgreSQL, a user's own) are left alone, and so are the
