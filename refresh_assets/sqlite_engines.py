@@ -57,7 +57,7 @@ def _cached_connect(storage, cache: EngineCache):
     """``SqlRunStorage`` / ``SqlScheduleStorage.connect`` as Dagster writes it, but with the kept Engine."""
 
     @contextmanager
-    def connect(*_args, **_kwargs) -> Iterator[Any]:
+    def connect() -> Iterator[Any]:
         with cache.get(storage._conn_string).connect() as conn:
             with conn.begin():
                 yield conn
