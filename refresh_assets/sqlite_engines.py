@@ -40,10 +40,11 @@ class EngineCache:
         from sqlalchemy.pool import NullPool
 
         with self._lock:
-            engine = self._engines.pop(conn_string, None)
+            engine = self._engines.get(conn_string)
             if engine is None:
-                engine = create_engine(conn_string, poolclass=NullPool, connect_args=self._connect_args)
-            self._engines[conn_string] = engine
+                engine = self._engines[conn_string] = create_engine(conn_string, poolclass=NullPool,
+                                                                    connect_args=self._connect_args)
+            self._engines.move_to_end(conn_string)  # the most recently used last
             evictable = [key for key in self._engines if key not in self._keep]
             for key in evictable[:max(0, len(evictable) - self._limit)]:
                 self._engines.pop(key).dispose()
