@@ -60,9 +60,10 @@ def selected_executor_kind() -> str:
 #: ``dagster._core.storage.sqlite_storage``: every step process opens the run's instance first, and importing
 #: its storage (SQLAlchemy, Alembic, universal_pathlib) took 0.7-1.3 s per step when left to the step (12 steps
 #: a refresh + propagation).
+#: ``refresh_assets.forkserver_heap`` comes last: it freezes what the others loaded (``heap.py``).
 FORKSERVER_PRELOAD = ("dagster", "refresh_assets.definitions", "pandas", "pyarrow.parquet", "sklearn.pipeline",
                       "sklearn.ensemble", "sklearn.linear_model", "skops.io", "dagster._core.storage.sqlite_storage",
-                      "upath")
+                      "upath", "refresh_assets.forkserver_heap")
 START_METHODS = ("forkserver", "spawn")
 
 

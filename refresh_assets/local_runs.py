@@ -42,6 +42,9 @@ def _execute(job, instance: dg.DagsterInstance, partition: str | None, progress:
              trigger: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
     """``job.execute_in_process``; with ``progress``, under a run id made here so its watcher follows the run's
     steps while it runs (None: silent, as tests and benchmarks want)."""
+    from refresh_assets.heap import freeze_startup_heap
+
+    freeze_startup_heap()  # the first run of the process: what start-up loaded is out of the GC's way (heap.py)
     if progress is None:
         return job.execute_in_process(instance=instance, partition_key=partition, **kwargs)
     from refresh_assets.progress import new_run_id
