@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from refresh_assets import settings
+from refresh_assets.heap import collection_paused_until_first_run
 
 DEMO_PARTITIONS_BACK = (7, 0)  # the demo refreshes the two last weekly dates of the simulated window
 DEMO_SCORED_DAY_BACK = 4  # and scores a day between them, as the daily schedule would
@@ -238,6 +239,7 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+@collection_paused_until_first_run()  # start-up builds the heap, then it is frozen (heap.py)
 def cmd_refresh(args) -> int:
     from refresh_assets.config import preflight
     from refresh_assets.definitions import defs
@@ -263,6 +265,7 @@ def cmd_champion(args) -> int:
     return 0
 
 
+@collection_paused_until_first_run()  # start-up builds the heap, then it is frozen (heap.py)
 def cmd_rollback(args) -> int:
     from refresh_assets.core.registry import ModelRegistry
     from refresh_assets.definitions import defs
@@ -341,6 +344,7 @@ def cmd_cache(args) -> int:
     return 0
 
 
+@collection_paused_until_first_run()  # start-up builds the heap, then it is frozen (heap.py)
 def cmd_score(args) -> int:
     from refresh_assets.config import preflight
     from refresh_assets.definitions import defs
@@ -675,6 +679,7 @@ def _demo_daily_scoring(instance, day: str) -> bool:
     return outcome.success and all(ok for *_, ok in outcome.drift_refresh_runs + outcome.propagation_runs)
 
 
+@collection_paused_until_first_run()  # start-up builds the heap, then it is frozen (heap.py)
 def cmd_demo(args) -> int:
     """Simulate (if absent), refresh the last two weekly dates (scoring a day between them as the daily schedule
     would), chain propagation, print the summary."""

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from refresh_assets.heap import collection_paused_until_first_run
 from refresh_assets_tests.benchmarks.common import REPO, Row, log, python, with_stats
 
 MODES = ("script", "inprocess", "multiprocess")
@@ -90,6 +91,17 @@ def _multiprocess(instance, partition: str, run_config: dict) -> None:
             raise RuntimeError(f"propagation_job failed in the multiprocess run {propagation.run_id}")
 
 
+@collection_paused_until_first_run()  # as `refresh-assets refresh` does (cli.py): no collection during start-up
+def _inprocess(workdir: Path, partition: str, run_config: dict) -> None:
+    from refresh_assets.definitions import defs
+    from refresh_assets.local_runs import embedded_instance, run_refresh
+
+    instance = embedded_instance(workdir / "dagster_home")
+    outcome = run_refresh(defs, instance, partition, run_config, quiet=True)
+    if not outcome.success or not all(ok for *_, ok in outcome.propagation_runs):
+        raise RuntimeError(f"in-process refresh failed: run {outcome.run_id}")
+
+
 def child(args: dict[str, Any]) -> dict[str, Any]:
     """One refresh in this (fresh) process; returns what it did and its peak memory."""
     import resource
@@ -104,18 +116,12 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
         os.environ["REFRESH_ASSETS_WAREHOUSE"] = str(args["warehouse"])
         # the jobs' executor comes from the environment when the code location loads (refresh_assets/executors.py)
         os.environ["REFRESH_ASSETS_EXECUTOR"] = "multiprocess"
-        from refresh_assets.local_runs import embedded_instance, run_refresh
-
-        instance = embedded_instance(workdir / "dagster_home")
-        run_config = run_config_for(args["settings"])
         if mode == "inprocess":
-            from refresh_assets.definitions import defs
-
-            outcome = run_refresh(defs, instance, partition, run_config, quiet=True)
-            if not outcome.success or not all(ok for *_, ok in outcome.propagation_runs):
-                raise RuntimeError(f"in-process refresh failed: run {outcome.run_id}")
+            _inprocess(workdir, partition, run_config_for(args["settings"]))
         else:
-            _multiprocess(instance, partition, run_config)
+            from refresh_assets.local_runs import embedded_instance
+
+            _multiprocess(embedded_instance(workdir / "dagster_home"), partition, run_config_for(args["settings"]))
         from refresh_assets.core.registry import ModelRegistry
 
         champion = ModelRegistry(workdir / "registry").current_champion()

@@ -73,6 +73,46 @@ def test_the_first_in_process_run_freezes_what_start_up_loaded():
     assert out["freezes"] == 1  # a later run's objects stay collectable
 
 
+def test_start_up_runs_without_collections_until_the_first_run_freezes_the_heap():
+    out = _python("""
+        import gc, json
+        from refresh_assets.heap import collection_paused_until_first_run, freeze_startup_heap
+
+        states = {}
+        with collection_paused_until_first_run():  # a command that never gets to a run
+            states["paused"] = not gc.isenabled()
+        states["on_after_a_block_without_a_run"] = gc.isenabled() and gc.get_freeze_count() == 0
+        with collection_paused_until_first_run():
+            freeze_startup_heap()  # the first run
+            states["on_from_the_first_run"] = gc.isenabled() and gc.get_freeze_count() > 0
+        with collection_paused_until_first_run():  # once frozen, nothing to pause any more
+            states["not_paused_once_frozen"] = gc.isenabled()
+        print(json.dumps(states))
+    """)
+    assert out == {"paused": True, "on_after_a_block_without_a_run": True, "on_from_the_first_run": True,
+                   "not_paused_once_frozen": True}
+
+
+def test_the_cli_pauses_collections_in_a_refresh_command_and_turns_them_on_again_when_it_ends():
+    out = _python("""
+        import gc, json
+        from refresh_assets import cli, config
+
+        seen = []
+        real = config.preflight
+
+        def spy(*args, **kwargs):
+            seen.append(gc.isenabled())
+            return real(*args, **kwargs)
+
+        config.preflight = spy
+        code = cli.main(["refresh", "--partition", "1999-01-01"])  # refused before any run: no freeze
+        print(json.dumps({"code": code, "enabled_during": seen, "enabled_after": gc.isenabled(),
+                          "frozen": gc.get_freeze_count()}))
+    """)
+    assert out == {"code": 2, "enabled_during": [False], "enabled_after": True, "frozen": 0}
+
+
 @dg.op
 def report_freeze_count() -> None:
     import gc
