@@ -60,10 +60,16 @@ def selected_executor_kind() -> str:
 #: ``dagster._core.storage.sqlite_storage``: every step process opens the run's instance first, and importing
 #: its storage (SQLAlchemy, Alembic, universal_pathlib) took 0.7-1.3 s per step when left to the step (12 steps
 #: a refresh + propagation).
-#: ``refresh_assets.forkserver_heap`` comes last: it freezes what the others loaded (``heap.py``).
+#: ``duckdb`` and ``refresh_assets.core.registry`` (9 of a refresh's 12 steps open the registry or the warehouse),
+#: ``upath.core`` (what ``upath`` imports on first use: every step's instance and output store) and narwhals' pandas
+#: layer (scikit-learn loads it at the first fit on a DataFrame, in every candidate step) took 0.05-0.3 s in each step
+#: that used them (py-spy of a 600-player multiprocess refresh). A name missing from another version is skipped.
+#: ``refresh_assets.forkserver_heap`` comes last: it reads Dagster's migration scripts once (``alembic_scripts.py``)
+#: and freezes what the others loaded (``heap.py``).
 FORKSERVER_PRELOAD = ("dagster", "refresh_assets.definitions", "pandas", "pyarrow.parquet", "sklearn.pipeline",
                       "sklearn.ensemble", "sklearn.linear_model", "skops.io", "dagster._core.storage.sqlite_storage",
-                      "upath", "refresh_assets.forkserver_heap")
+                      "upath", "upath.core", "duckdb", "refresh_assets.core.registry", "pyarrow.dataset",
+                      "narwhals.stable.v2", "narwhals._pandas_like.namespace", "refresh_assets.forkserver_heap")
 START_METHODS = ("forkserver", "spawn")
 
 

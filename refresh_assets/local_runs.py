@@ -56,7 +56,7 @@ def _execute(job, instance: dg.DagsterInstance, partition: str | None, progress:
 
 def embedded_instance(home: Path) -> dg.DagsterInstance:
     """A persistent instance with SQLite storage under ``home`` (what ``make ui`` shows afterwards), its storages
-    keeping one Engine per SQLite file."""
+    keeping one Engine per SQLite file and checking their schema against migration scripts read once."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():  # the checkout's embedded instance (top-level dagster.yaml); a user's edits stay
@@ -64,7 +64,10 @@ def embedded_instance(home: Path) -> dg.DagsterInstance:
 
         config.write_text(EMBEDDED_INSTANCE_YAML.read_text())
     os.environ["DAGSTER_HOME"] = str(home)
+    from refresh_assets.alembic_scripts import share_dagster_scripts
     from refresh_assets.sqlite_engines import keep_engines
+
+    share_dagster_scripts()  # Dagster's migration scripts read once, not at every schema check (alembic_scripts.py)
 
     instance = dg.DagsterInstance.get()
     keep_engines(instance)  # one SQLAlchemy Engine per SQLite file, not one per query (sqlite_engines.py)
