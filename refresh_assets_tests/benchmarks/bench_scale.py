@@ -119,6 +119,10 @@ def _warehouse(cfg, tmp: Path) -> tuple[Path, dict[str, Any]]:
                                    str(cfg.n_players)], cwd=REPO, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"simulating {cfg.n_players:,} players failed:\n{proc.stderr[-4000:]}")
+            child = json.loads(proc.stdout.strip().splitlines()[-1])
+            path, marker = cached_warehouse(cfg)
+            # the child simulated it or found it; here it is always found, so its word is the one that counts
+            return path, {**marker, "reused": bool(child["reused"])}
         return cached_warehouse(cfg)
     path = tmp / f"raw-{cfg.n_players}.duckdb"
     return path, {"summary": simulate_to_duckdb(cfg, path), "reused": False}

@@ -163,3 +163,28 @@ def test_the_scale_benchmark_reuses_a_simulated_warehouse_only_when_complete_and
     (path.parent / MARKER).unlink()
     _, info = cached_warehouse(SimulationConfig(n_players=300, days=41, warmup_days=10, seed=17), tmp_path)
     assert not info["reused"] and (path.parent / MARKER).exists()
+
+
+def test_the_scale_benchmark_says_simulated_when_its_child_simulated_the_warehouse(tmp_path, monkeypatch):
+    """The 1M warehouse is simulated in a child process, then found by the parent: the row must still say it was
+    simulated in this run, not reused (as it wrongly did in the run of 2026-12-05 22:21Z)."""
+    import json
+    import subprocess
+
+    from refresh_assets.core.simulate import SimulationConfig
+    from refresh_assets_tests.benchmarks import bench_scale
+
+    cfg = SimulationConfig(n_players=300, seed=bench_scale.SEED)  # the benchmark's own settings: the child path
+    real = bench_scale.cached_warehouse
+    monkeypatch.setattr(bench_scale, "CACHE_MIN_PLAYERS", 300)
+    monkeypatch.setattr(bench_scale, "cached_warehouse", lambda c, root=tmp_path: real(c, root))
+
+    def child(args, **kwargs):  # what `bench_scale simulate N` does in its own process
+        path, info = real(cfg, tmp_path)
+        return subprocess.CompletedProcess(args, 0, stdout=json.dumps({"path": str(path), **info}) + "\n", stderr="")
+
+    monkeypatch.setattr(bench_scale.subprocess, "run", child)
+    _, info = bench_scale._warehouse(cfg, tmp_path)
+    assert info["reused"] is False and info["summary"]["session_rows"] > 0
+    _, info = bench_scale._warehouse(cfg, tmp_path)  # the next run finds it
+    assert info["reused"] is True
