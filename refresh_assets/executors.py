@@ -62,8 +62,9 @@ def selected_executor_kind() -> str:
 #: a refresh + propagation).
 #: ``duckdb`` and ``refresh_assets.core.registry`` (9 of a refresh's 12 steps open the registry or the warehouse),
 #: ``upath.core`` (what ``upath`` imports on first use: every step's instance and output store) and narwhals' pandas
-#: layer (scikit-learn loads it at the first fit on a DataFrame, in every candidate step) took 0.05-0.3 s in each step
-#: that used them (py-spy of a 600-player multiprocess refresh). A name missing from another version is skipped.
+#: layer (scikit-learn loads it at the first fit on a DataFrame, in every candidate step) and ``pyarrow.dataset`` took
+#: 0.05-0.3 s in each step that used them (py-spy of a 600-player multiprocess refresh). A name missing from another
+#: version is skipped (the forkserver ignores an ImportError of a preloaded module).
 #: ``refresh_assets.forkserver_heap`` comes last: it reads Dagster's migration scripts once (``alembic_scripts.py``)
 #: and freezes what the others loaded (``heap.py``).
 FORKSERVER_PRELOAD = ("dagster", "refresh_assets.definitions", "pandas", "pyarrow.parquet", "sklearn.pipeline",
