@@ -17,6 +17,7 @@ from pathlib import Path
 
 from refresh_assets import settings
 from refresh_assets.heap import collection_paused_until_first_run
+from refresh_assets.import_order import model_io_before_dagster
 
 DEMO_PARTITIONS_BACK = (7, 0)  # the demo refreshes the two last weekly dates of the simulated window
 DEMO_SCORED_DAY_BACK = 4  # and scores a day between them, as the daily schedule would
@@ -241,6 +242,7 @@ def cmd_simulate(args) -> int:
 
 @collection_paused_until_first_run()  # start-up builds the heap, then it is frozen (heap.py)
 def cmd_refresh(args) -> int:
+    model_io_before_dagster()  # skops' import is ~0.8 s slower after Dagster's (import_order.py)
     from refresh_assets.config import preflight
     from refresh_assets.definitions import defs
     from refresh_assets.local_runs import failure_summary, run_refresh
@@ -267,6 +269,7 @@ def cmd_champion(args) -> int:
 
 @collection_paused_until_first_run()  # start-up builds the heap, then it is frozen (heap.py)
 def cmd_rollback(args) -> int:
+    model_io_before_dagster()  # skops' import is ~0.8 s slower after Dagster's (import_order.py)
     from refresh_assets.core.registry import ModelRegistry
     from refresh_assets.definitions import defs
     from refresh_assets.local_runs import failure_summary, latest_scored_partition, rollback_run_config, run_refresh
@@ -346,6 +349,7 @@ def cmd_cache(args) -> int:
 
 @collection_paused_until_first_run()  # start-up builds the heap, then it is frozen (heap.py)
 def cmd_score(args) -> int:
+    model_io_before_dagster()  # skops' import is ~0.8 s slower after Dagster's (import_order.py)
     from refresh_assets.config import preflight
     from refresh_assets.definitions import defs
     from refresh_assets.local_runs import failure_summary, run_scoring
@@ -683,6 +687,7 @@ def _demo_daily_scoring(instance, day: str) -> bool:
 def cmd_demo(args) -> int:
     """Simulate (if absent), refresh the last two weekly dates (scoring a day between them as the daily schedule
     would), chain propagation, print the summary."""
+    model_io_before_dagster()  # skops' import is ~0.8 s slower after Dagster's (import_order.py)
     from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
 
     data = settings.data_dir()

@@ -65,10 +65,12 @@ def selected_executor_kind() -> str:
 #: layer (scikit-learn loads it at the first fit on a DataFrame, in every candidate step) and ``pyarrow.dataset`` took
 #: 0.05-0.3 s in each step that used them (py-spy of a 600-player multiprocess refresh). A name missing from another
 #: version is skipped (the forkserver ignores an ImportError of a preloaded module).
+#: ``skops.io`` comes first: its import scans sys.modules once per SciPy ufunc, 0.35-0.45 s slower after Dagster's
+#: modules (``import_order.py``).
 #: ``refresh_assets.forkserver_heap`` comes last: it reads Dagster's migration scripts once (``alembic_scripts.py``)
 #: and freezes what the others loaded (``heap.py``).
-FORKSERVER_PRELOAD = ("dagster", "refresh_assets.definitions", "pandas", "pyarrow.parquet", "sklearn.pipeline",
-                      "sklearn.ensemble", "sklearn.linear_model", "skops.io", "dagster._core.storage.sqlite_storage",
+FORKSERVER_PRELOAD = ("skops.io", "dagster", "refresh_assets.definitions", "pandas", "pyarrow.parquet",
+                      "sklearn.pipeline", "sklearn.ensemble", "sklearn.linear_model", "dagster._core.storage.sqlite_storage",
                       "upath", "upath.core", "duckdb", "refresh_assets.core.registry", "pyarrow.dataset",
                       "narwhals.stable.v2", "narwhals._pandas_like.namespace", "refresh_assets.forkserver_heap")
 START_METHODS = ("forkserver", "spawn")

@@ -93,6 +93,9 @@ def _multiprocess(instance, partition: str, run_config: dict) -> None:
 
 @collection_paused_until_first_run()  # as `refresh-assets refresh` does (cli.py): no collection during start-up
 def _inprocess(workdir: Path, partition: str, run_config: dict) -> None:
+    from refresh_assets.import_order import model_io_before_dagster
+
+    model_io_before_dagster()  # as `refresh-assets refresh` does (cli.py)
     from refresh_assets.definitions import defs
     from refresh_assets.local_runs import embedded_instance, run_refresh
 
