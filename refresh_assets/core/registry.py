@@ -6,10 +6,9 @@ so every promote and rollback stays auditable and a rollback is just another eve
 so a crash can leave an unreferenced file but never a row pointing at a missing or partial file.
 
 DuckDB allows one read-write process per database file, and in one process refuses a read-only and a
-read-write connection at the same time. So each operation opens a short-lived connection (the file attached to
-one in-memory DuckDB kept for the process, core/duckdb_attach.py: the same locks, ~10x cheaper than a new
-``duckdb.connect``), retries while another process holds the lock (up to ``lock_timeout_seconds``), and operations
-of one process on one registry are serialised by a lock.
+read-write connection at the same time. So each operation opens a short-lived connection, retries while
+another process holds the lock (up to ``lock_timeout_seconds``), and operations of one process on one
+registry are serialised by a lock.
 
 Every change is also written as one checksummed, hash-chained record in ``<root>/journal/`` (core/journal.py):
 first as ``.pending``, then the transaction, then the record is confirmed. ``rebuild_registry`` (``refresh-assets
@@ -40,7 +39,6 @@ import duckdb
 
 from refresh_assets.core import artifacts
 from refresh_assets.core import journal as journal_format
-from refresh_assets.core.duckdb_attach import AttachedFile, attach
 from refresh_assets.core.faults import fault_point
 from refresh_assets.core.journal import Journal, JournalRecord, JournalRecordError, make_record, timestamp_text
 
@@ -364,14 +362,13 @@ class ModelRegistry:
 
     # -- connections -----------------------------------------------------------------------------------
 
-    def _open(self, *, read_only: bool) -> AttachedFile:
-        """A connection (the file attached to the process's DuckDB instance: core/duckdb_attach.py); waits with
-        backoff while another process holds the database lock."""
+    def _open(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """A connection; waits with backoff while another process holds the database lock."""
         deadline = time.monotonic() + self.lock_timeout_seconds
         delay = 0.02
         while True:
             try:
-                return attach(self.db_path, read_only=read_only)
+                return duckdb.connect(str(self.db_path), read_only=read_only)
             except duckdb.Error as error:
                 if not _is_lock_conflict(error):
                     if self.db_path.exists() and _is_damage(error, connecting=True):
@@ -386,7 +383,7 @@ class ModelRegistry:
                 delay = min(delay * 2, 1.0)
 
     @contextmanager
-    def _connect(self, *, read_only: bool) -> Iterator[AttachedFile]:
+    def _connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         """Short-lived connection. A missing file while the journal holds events, and any sign of a damaged
         file (when connecting or reading), raise RegistryDamagedError naming the file and the rebuild command."""
         with self._lock:
@@ -955,7 +952,7 @@ def rebuild_registry(root: str | Path, *, force: bool = False, lock_timeout_seco
             raise RegistryRebuildRefused(f"the journal {journal.dir} holds no record: there is nothing to rebuild "
                                          f"{db.name} ({state}) from (a registry made before the journal: restore "
                                          "it from a backup)")
-        old: AttachedFile | None = None
+        old: duckdb.DuckDBPyConnection | None = None
         old_records: list[JournalRecord] | None = None
         old_state = "missing"
         if db.exists():
