@@ -242,7 +242,7 @@ def cmd_simulate(args) -> int:
 
 @collection_paused_until_first_run()  # start-up builds the heap, then it is frozen (heap.py)
 def cmd_refresh(args) -> int:
-    model_io_before_dagster()  # skops' import is ~0.8 s slower after Dagster's (import_order.py)
+    model_io_before_dagster()  # skops' import scans sys.modules: 0.1-0.7 s slower after Dagster's (import_order.py)
     from refresh_assets.config import preflight
     from refresh_assets.definitions import defs
     from refresh_assets.local_runs import failure_summary, run_refresh
@@ -269,7 +269,7 @@ def cmd_champion(args) -> int:
 
 @collection_paused_until_first_run()  # start-up builds the heap, then it is frozen (heap.py)
 def cmd_rollback(args) -> int:
-    model_io_before_dagster()  # skops' import is ~0.8 s slower after Dagster's (import_order.py)
+    model_io_before_dagster()  # skops' import scans sys.modules: 0.1-0.7 s slower after Dagster's (import_order.py)
     from refresh_assets.core.registry import ModelRegistry
     from refresh_assets.definitions import defs
     from refresh_assets.local_runs import failure_summary, latest_scored_partition, rollback_run_config, run_refresh
@@ -349,7 +349,7 @@ def cmd_cache(args) -> int:
 
 @collection_paused_until_first_run()  # start-up builds the heap, then it is frozen (heap.py)
 def cmd_score(args) -> int:
-    model_io_before_dagster()  # skops' import is ~0.8 s slower after Dagster's (import_order.py)
+    model_io_before_dagster()  # skops' import scans sys.modules: 0.1-0.7 s slower after Dagster's (import_order.py)
     from refresh_assets.config import preflight
     from refresh_assets.definitions import defs
     from refresh_assets.local_runs import failure_summary, run_scoring
@@ -687,7 +687,7 @@ def _demo_daily_scoring(instance, day: str) -> bool:
 def cmd_demo(args) -> int:
     """Simulate (if absent), refresh the last two weekly dates (scoring a day between them as the daily schedule
     would), chain propagation, print the summary."""
-    model_io_before_dagster()  # skops' import is ~0.8 s slower after Dagster's (import_order.py)
+    model_io_before_dagster()  # skops' import scans sys.modules: 0.1-0.7 s slower after Dagster's (import_order.py)
     from refresh_assets.core.simulate import SimulationConfig, simulate_to_duckdb
 
     data = settings.data_dir()
