@@ -21,6 +21,8 @@ import os
 
 import dagster as dg
 
+from refresh_assets.import_order import MODEL_IO_MODULE
+
 EXECUTOR_ENV = "REFRESH_ASSETS_EXECUTOR"
 EXECUTOR_KINDS = ("in_process", "multiprocess", "celery", "k8s")
 DEFAULT_EXECUTOR = "multiprocess"
@@ -69,7 +71,7 @@ def selected_executor_kind() -> str:
 #: modules (``import_order.py``).
 #: ``refresh_assets.forkserver_heap`` comes last: it reads Dagster's migration scripts once (``alembic_scripts.py``)
 #: and freezes what the others loaded (``heap.py``).
-FORKSERVER_PRELOAD = ("skops.io", "dagster", "refresh_assets.definitions", "pandas", "pyarrow.parquet",
+FORKSERVER_PRELOAD = (MODEL_IO_MODULE, "dagster", "refresh_assets.definitions", "pandas", "pyarrow.parquet",
                       "sklearn.pipeline", "sklearn.ensemble", "sklearn.linear_model", "dagster._core.storage.sqlite_storage",
                       "upath", "upath.core", "duckdb", "refresh_assets.core.registry", "pyarrow.dataset",
                       "narwhals.stable.v2", "narwhals._pandas_like.namespace", "refresh_assets.forkserver_heap")
