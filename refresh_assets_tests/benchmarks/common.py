@@ -30,7 +30,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "load_repeats": 7,
         "scoring_rows": 1_000_000, "scoring_repeats": 5, "scoring_players": 6_000,
         "realtime_requests": 2_000, "realtime_inprocess_calls": 500, "realtime_batch_repeats": 5,
-        "backfill_players": 2_000, "backfill_partitions": 30,
+        # no permutation importances in the backfill (as at the smaller sizes): fixed work per partition, about
+        # half of it at 2,000 players (25.0 -> 12.8 s, AMD EPYC), that no history can make grow (bench_backfill.py)
+        "backfill_players": 2_000, "backfill_partitions": 30, "backfill_importance_rows": 0,
         "sensor_history": 1_000, "sensor_baseline": 10, "sensor_repeats": 20,
     },
     "quick": {
