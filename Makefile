@@ -38,7 +38,7 @@ test: install browser
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" refresh_assets_tests
 
-# Benchmarks (not tests): data/bench/results.json + docs/BENCHMARKS.md (full sizes, 31-38 min on 2 cores, 52 min on a slow day, the first run simulating a 1M-player warehouse), or a
+# Benchmarks (not tests): data/bench/results.json + docs/BENCHMARKS.md (full sizes, 31-38 min on 2 cores, 52-61 min on the slow machines of 2026-12-06, the first run simulating a 1M-player warehouse), or a
 # quick sanity run of every benchmark on small sizes (data/bench/results.json + data/bench/BENCHMARKS-quick.md).
 bench: install
 	$(BIN)/python -m refresh_assets_tests.benchmarks.suite --size full
